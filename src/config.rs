@@ -1,0 +1,148 @@
+//! Server configuration: one TOML file (`config/chunkyard.toml` documents every key), the same
+//! defaults embedded so `chunkyard serve` runs with no file, `CHUNKYARD_*` environment
+//! overrides, and command-line flags on top.
+//!
+//! The struct below is the contract every module reads; the ops work (#5) adds the environment
+//! overrides, validation and the example-file test.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct Config {
+    /// Address of the TLS API listener (PBS uses port 8007 on all addresses).
+    pub listen: SocketAddr,
+    /// Where datastores, certificates and the user/token files live.
+    pub data_dir: PathBuf,
+    /// Datastore name -> path (relative paths are below `data_dir`).
+    pub datastores: BTreeMap<String, PathBuf>,
+    pub tls: TlsConfig,
+    pub metrics: MetricsConfig,
+    pub pipeline: PipelineConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct TlsConfig {
+    /// PEM certificate chain; unset = `<data-dir>/etc/proxy.pem`, generated on first start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key; unset = `<data-dir>/etc/proxy.key`, generated on first start.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Prometheus scrape listener (plain HTTP, loopback by default).
+    pub listen: SocketAddr,
+}
+
+/// How chunks are written to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsyncPolicy {
+    /// fsync every chunk file and its directory, every index and the manifest (default).
+    File,
+    /// one syncfs of the datastore at finish (PBS's default `filesystem` level).
+    Filesystem,
+    /// no explicit syncs (tests and benchmarks only).
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct PipelineConfig {
+    /// Hasher/compressor actors; 0 = one per core.
+    pub hashers: usize,
+    /// Chunks queued for or inside the hasher pool at once (permits in front of SyncArbiter).
+    pub hasher_queue: usize,
+    /// Bound of the crossbeam channel in front of the chunk writer.
+    pub writer_queue: usize,
+    /// io_uring submission queue depth of the chunk writer.
+    pub uring_depth: u32,
+    /// Use io_uring for chunk writes; false (or a failed setup) means plain file I/O.
+    pub io_uring: bool,
+    pub fsync: FsyncPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct LimitsConfig {
+    /// Backup and reader sessions open at once; more are refused with 503.
+    pub max_sessions: usize,
+    /// HTTP/2 concurrent streams per session.
+    pub max_streams: u32,
+    /// HTTP/2 initial stream and connection window (PBS: 32 MiB).
+    pub h2_window: u32,
+    /// HTTP/2 max frame size (PBS: 4 MiB).
+    pub h2_max_frame: u32,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds an HTTP/1.1 connection may sit idle before it is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut datastores = BTreeMap::new();
+        datastores.insert("store".to_string(), PathBuf::from("store"));
+        Config {
+            listen: "[::]:8007".parse().unwrap(),
+            data_dir: PathBuf::from("./chunkyard-data"),
+            datastores,
+            tls: TlsConfig::default(),
+            metrics: MetricsConfig::default(),
+            pipeline: PipelineConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: "127.0.0.1:9807".parse().unwrap() }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            hashers: 0,
+            hasher_queue: 32,
+            writer_queue: 64,
+            uring_depth: 32,
+            io_uring: true,
+            fsync: FsyncPolicy::File,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_sessions: 512,
+            max_streams: 256,
+            h2_window: 32 * 1024 * 1024,
+            h2_max_frame: 4 * 1024 * 1024,
+            tls_handshake_timeout_secs: 10,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+impl Config {
+    /// Path of a datastore, resolved against `data_dir`.
+    pub fn datastore_path(&self, name: &str) -> Option<PathBuf> {
+        self.datastores.get(name).map(|p| if p.is_absolute() { p.clone() } else { self.data_dir.join(p) })
+    }
+    /// `<data-dir>/etc`, where certificates, users, tokens and ACLs live.
+    pub fn etc_dir(&self) -> PathBuf {
+        self.data_dir.join("etc")
+    }
+}

@@ -1,0 +1,26 @@
+//! chunkyard: a Proxmox Backup Server protocol compatible backup target.
+//!
+//! A tour of the crate, from the disk up to the wire:
+//!
+//! - [`format`]: pure codecs for PBS's formats (data blobs, fixed and dynamic indexes, the
+//!   manifest) and the validated names (`BackupId`, `Namespace`, `Digest`, ...) that are the
+//!   only way to build a path.
+//! - [`store`]: the datastore on disk: layout, chunk store with PBS's dedup rules, locks,
+//!   snapshot lifecycle, listing.
+//! - [`actors`]: the ingest pipeline. A `SessionActor` per connection routes each uploaded
+//!   chunk through the hasher pool (CRC, zstd decode, SHA-256) to the io_uring `ChunkWriter`;
+//!   `IndexWriter`s check and write indexes; the `FinishActor` commits the manifest.
+//! - [`protocol`]: the HTTP/2 backup and reader sessions: parse requests, call the actors, map
+//!   every error to a status and message in one place.
+//! - [`server`]: TLS, HTTP/1.1, authentication, the management API and the protocol upgrade.
+//! - [`client`]: our own protocol client, used by the tests and the load tester.
+//! - [`config`], [`metrics`]: configuration and Prometheus metrics.
+
+pub mod actors;
+pub mod client;
+pub mod config;
+pub mod format;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod store;

@@ -1,0 +1,8 @@
+//! The HTTP/2 sessions that follow the protocol upgrade: the backup session
+//! (`proxmox-backup-protocol-v1`) and the reader session (`...-reader-protocol-v1`). They parse
+//! requests, call the actors or the store, and turn every error into a status and message
+//! through [`error::ApiError`].
+
+pub mod error;
+
+pub use error::ApiError;
