@@ -2,14 +2,35 @@
 //! defaults embedded so `chunkyard serve` runs with no file, `CHUNKYARD_*` environment
 //! overrides, and command-line flags on top.
 //!
-//! The struct below is the contract every module reads; the ops work (#5) adds the environment
-//! overrides, validation and the example-file test.
+//! The struct below is the contract every module reads. Layering, the environment scheme and
+//! the datastore registry are in `load.rs` and `registry.rs`; checks in `validate.rs`.
+
+mod load;
+mod registry;
+mod validate;
+
+pub use load::{env_names, load, load_with, Overrides, RESERVED_ENV};
+pub use registry::{add as register_datastore, read as read_registry, registry_path, REGISTRY_FILE};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -146,3 +167,6 @@ impl Config {
         self.data_dir.join("etc")
     }
 }
+
+#[cfg(test)]
+mod tests;
