@@ -14,7 +14,7 @@
 
 mod endpoint;
 
-pub use endpoint::{install, render, MetricsEndpoint, MetricsError};
+pub use endpoint::{install, install_for_config, render, MetricsEndpoint, MetricsError};
 
 use std::time::{Duration, Instant};
 

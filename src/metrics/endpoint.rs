@@ -7,13 +7,16 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -93,6 +96,21 @@ pub fn render() -> Option<String> {
 
 /// Installs the recorder (first call only) and serves `GET /metrics` on `listen`.
 pub fn install(listen: SocketAddr) -> Result<MetricsEndpoint, MetricsError> {
+    install_watching(listen, Vec::new())
+}
+
+/// What the server calls at startup: nothing when `metrics.enabled` is false; otherwise
+/// [`install`] on `metrics.listen`, sampling each configured datastore's file system into the
+/// `chunkyard_datastore_*_bytes` gauges at every scrape.
+pub fn install_for_config(config: &Config) -> Result<Option<MetricsEndpoint>, MetricsError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let stores = config.datastores.keys().filter_map(|n| Some((n.clone(), config.datastore_path(n)?))).collect();
+    install_watching(config.metrics.listen, stores).map(Some)
+}
+
+fn install_watching(listen: SocketAddr, stores: Vec<(String, PathBuf)>) -> Result<MetricsEndpoint, MetricsError> {
     let handle = handle()?.clone();
     let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -101,13 +119,27 @@ pub fn install(listen: SocketAddr) -> Result<MetricsEndpoint, MetricsError> {
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("metrics-http".into())
-        .spawn(move || serve(listener, handle, stopped))
+        .spawn(move || serve(listener, Scrape { handle, stores: Arc::new(stores) }, stopped))
         .map_err(|source| MetricsError::Listen { addr, source })?;
     tracing::info!(%addr, "serving Prometheus metrics on http://{addr}/metrics");
     Ok(MetricsEndpoint { addr, stop: Some(stop), thread: Some(thread) })
 }
 
-fn serve(listener: std::net::TcpListener, handle: PrometheusHandle, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+/// What one scrape needs: the recorder's handle and the datastores to sample first.
+#[derive(Clone)]
+struct Scrape {
+    handle: PrometheusHandle,
+    stores: Arc<Vec<(String, PathBuf)>>,
+}
+
+impl Scrape {
+    fn render(&self) -> String {
+        super::sample_disk_usage(self.stores.iter().map(|(n, p)| (n.as_str(), p.as_path())));
+        self.handle.render()
+    }
+}
+
+fn serve(listener: std::net::TcpListener, scrape: Scrape, mut stopped: tokio::sync::oneshot::Receiver<()>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return tracing::error!("metrics listener runtime: {e}"),
@@ -125,9 +157,9 @@ fn serve(listener: std::net::TcpListener, handle: PrometheusHandle, mut stopped:
                     Err(e) => { tracing::warn!("metrics accept: {e}"); continue; }
                 },
             };
-            let handle = handle.clone();
+            let scrape = scrape.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| answer(req, handle.clone()));
+                let service = hyper::service::service_fn(move |req| answer(req, scrape.clone()));
                 let io = hyper_util::rt::TokioIo::new(stream);
                 if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
                     tracing::debug!("metrics connection: {e}");
@@ -137,10 +169,10 @@ fn serve(listener: std::net::TcpListener, handle: PrometheusHandle, mut stopped:
     });
 }
 
-async fn answer(req: Request<Incoming>, handle: PrometheusHandle) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(req: Request<Incoming>, scrape: Scrape) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
         (&hyper::Method::GET, "/metrics") => {
-            (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", handle.render())
+            (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", scrape.render())
         }
         (&hyper::Method::GET, _) => (StatusCode::NOT_FOUND, "text/plain", "metrics are at /metrics\n".into()),
         _ => (StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into()),

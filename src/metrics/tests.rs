@@ -119,3 +119,25 @@ fn install_serves_scrapes_on_the_bound_port_and_stops_on_drop() {
     assert!(std::net::TcpStream::connect(addr).is_err(), "listener still open after drop");
     assert!(render().unwrap().contains(BUILD_INFO));
 }
+
+#[test]
+fn install_for_config_samples_datastore_disks_and_honours_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config { data_dir: dir.path().into(), ..Default::default() };
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics.enabled = false;
+    assert!(install_for_config(&config).unwrap().is_none());
+    config.metrics.enabled = true;
+    std::fs::create_dir_all(config.datastore_path("store").unwrap()).unwrap();
+    let ep = install_for_config(&config).unwrap().unwrap();
+    let resp = http_get(ep.addr(), "/metrics");
+    for name in [DATASTORE_SIZE, DATASTORE_USED, DATASTORE_AVAILABLE] {
+        let line = resp.lines().find(|l| l.starts_with(&format!("{name}{{datastore=\"store\"}}"))).unwrap_or_else(|| panic!("{name}:\n{resp}"));
+        let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(v > 0.0 || name == DATASTORE_USED, "{line}");
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.metrics.listen = taken.local_addr().unwrap();
+    let e = install_for_config(&config).unwrap_err().to_string();
+    assert!(e.contains(&taken.local_addr().unwrap().to_string()), "{e}");
+}
