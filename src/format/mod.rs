@@ -6,6 +6,7 @@
 //! vectors and PBS's own golden datastore without any I/O.
 
 pub mod blob;
+pub mod crypto;
 pub mod dynamic_index;
 pub mod fixed_index;
 pub mod manifest;
