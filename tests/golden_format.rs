@@ -72,11 +72,11 @@ fn archives(snap: &str) -> BTreeMap<String, Archive> {
         let raw = std::fs::read(store().join(snap).join(&f.filename)).unwrap();
         let (chunks, size) = if f.filename.ends_with(".fidx") {
             let idx = FixedIndex::parse(&raw).unwrap();
-            let c = idx.digests.iter().enumerate().map(|(i, d)| (d.clone(), idx.chunk_len(i))).collect();
+            let c = idx.digests.iter().enumerate().map(|(i, d)| (*d, idx.chunk_len(i))).collect();
             (c, idx.size)
         } else if f.filename.ends_with(".didx") {
             let idx = DynamicIndex::parse(&raw).unwrap();
-            let c = idx.entries.iter().enumerate().map(|(i, e)| (e.digest.clone(), idx.chunk_len(i))).collect();
+            let c = idx.entries.iter().enumerate().map(|(i, e)| (e.digest, idx.chunk_len(i))).collect();
             (c, idx.size())
         } else {
             continue;
