@@ -15,8 +15,10 @@
 //! - [`server`]: TLS, HTTP/1.1, authentication, the management API and the protocol upgrade.
 //! - [`client`]: our own protocol client, used by the tests and the load tester.
 //! - [`config`], [`metrics`]: configuration and Prometheus metrics.
+//! - [`cli`]: the `chunkyard` command line (serve, datastore, cert) and log output.
 
 pub mod actors;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod format;

@@ -1,0 +1,45 @@
+//! `chunkyard serve` and `chunkyard cert fingerprint`: the commands about the running server.
+
+use serde_json::json;
+
+use super::{exit, output, CertCommand, Cli, CliError, ServeArgs};
+use crate::config::Config;
+
+pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
+    let config = super::load_config(cli, args.listen)?;
+    let _ = config;
+    Err(CliError::new(exit::ERROR, "Server.Unavailable", "the server is not part of this build yet"))
+}
+
+/// The certificate `serve` uses: the configured one, or the generated `<data-dir>/etc/proxy.pem`.
+pub fn cert_path(config: &Config) -> std::path::PathBuf {
+    config.tls.cert.clone().unwrap_or_else(|| config.etc_dir().join("proxy.pem"))
+}
+
+pub fn cert(cli: &Cli, cmd: &CertCommand) -> Result<(), CliError> {
+    let CertCommand::Fingerprint { out } = cmd;
+    let config = super::load_config(cli, None)?;
+    let path = cert_path(&config);
+    let fingerprint = fingerprint_of(&path)?;
+    if out.json {
+        output::json(&json!({ "certificate": { "path": path, "fingerprint": fingerprint } }));
+    } else {
+        println!("{fingerprint}");
+    }
+    Ok(())
+}
+
+fn fingerprint_of(path: &std::path::Path) -> Result<String, CliError> {
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest as _;
+    let pem = std::fs::read(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound { " (run `chunkyard serve` once to generate it)" } else { "" };
+        CliError::new(exit::ERROR, "Cert.Unreadable", format!("cannot read {}: {e}{hint}", path.display()))
+    })?;
+    let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| CliError::new(exit::ERROR, "Cert.Invalid", format!("{}: no certificate found", path.display())))?
+        .map_err(|e| CliError::new(exit::ERROR, "Cert.Invalid", format!("{}: {e}", path.display())))?;
+    let digest = sha2::Sha256::digest(leaf.as_ref());
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+}
