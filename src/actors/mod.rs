@@ -1,1 +1,48 @@
-//! (to be written)
+//! The ingest pipeline. A [`session::SessionActor`] per connection routes each uploaded chunk
+//! through the [`hasher`] pool (CRC, zstd decode, SHA-256) to the io_uring
+//! [`chunk_writer::ChunkWriter`]; [`index_writer::IndexWriter`]s build and check indexes; the
+//! [`finish::FinishActor`] commits the manifest. Every hop between them is bounded.
+//!
+//! [`Pipeline`] holds the process-wide stages; sessions share it.
+
+pub mod chunk_writer;
+pub mod error;
+pub mod finish;
+pub mod hasher;
+pub mod index_writer;
+pub mod previous;
+pub mod session;
+mod uring;
+
+use std::sync::Arc;
+
+pub use chunk_writer::WriteMethod;
+pub use error::SessionError;
+
+use crate::config::PipelineConfig;
+
+/// The shared stages: hasher pool, chunk writer, finish threads. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub(crate) hashers: hasher::HasherPool,
+    pub(crate) writer: chunk_writer::ChunkWriterHandle,
+    pub(crate) finisher: finish::FinishPool,
+    pub(crate) cfg: Arc<PipelineConfig>,
+}
+
+impl Pipeline {
+    /// Starts every stage. Call inside an actix System (the pools are `SyncArbiter`s).
+    pub fn start(cfg: &PipelineConfig) -> Pipeline {
+        Pipeline {
+            hashers: hasher::HasherPool::start(cfg.hashers, cfg.hasher_queue),
+            writer: chunk_writer::ChunkWriter::spawn(cfg),
+            finisher: finish::FinishPool::start(2),
+            cfg: Arc::new(cfg.clone()),
+        }
+    }
+
+    /// How chunk files are written (io_uring, or the plain-I/O fallback).
+    pub fn write_method(&self) -> WriteMethod {
+        self.writer.method()
+    }
+}

@@ -78,3 +78,15 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<crate::actors::SessionError> for ApiError {
+    fn from(e: crate::actors::SessionError) -> Self {
+        use crate::actors::SessionError as S;
+        match e {
+            S::Store(e) => e.into(),
+            S::PreviousBlobMissing(_) => ApiError::not_found(e.to_string()),
+            S::Internal(_) => ApiError::internal(e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}

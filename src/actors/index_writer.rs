@@ -1,0 +1,241 @@
+//! `IndexWriter`: one actor per open writer id. It builds a fixed or dynamic index from
+//! `PUT *_index` appends (all entries of one PUT or none, stricter-than-pbs 7), and on close
+//! checks chunk count, size and checksum against what the client claims, refuses a fixed index
+//! with unfilled slots (stricter-than-pbs 2), and writes the file durably through
+//! `BackupTxn::write_file`, off the connection thread. The index lives in memory until then, so
+//! a failed or abandoned writer leaves no file behind.
+
+use std::sync::Arc;
+
+use actix::{Actor, ActorContext, Context, Handler, Message, ResponseFuture};
+
+use crate::actors::SessionError;
+use crate::format::dynamic_index::{DynamicEntry, DynamicIndex};
+use crate::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
+use crate::format::{ArchiveName, Digest};
+use crate::metrics::Stage;
+use crate::store::BackupTxn;
+
+/// One `(start offset, digest)` pair of a PUT, with the length the session registered for it.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendEntry {
+    pub offset: u64,
+    pub digest: Digest,
+    pub len: u64,
+}
+
+/// Append these entries, all or none.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct AppendChunks {
+    pub entries: Vec<AppendEntry>,
+}
+
+/// Check the client's totals and write the index file; the actor stops afterwards either way.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct CloseIndex {
+    pub chunk_count: u64,
+    pub size: u64,
+    pub csum: String,
+}
+
+#[derive(Debug)]
+enum Body {
+    Dynamic { entries: Vec<DynamicEntry> },
+    Fixed { size: u64, digests: Vec<Digest>, filled: Vec<bool>, incremental: bool },
+}
+
+/// The index being built, without any I/O (the actor adds the file write).
+#[derive(Debug)]
+pub struct IndexBuilder {
+    name: ArchiveName,
+    body: Body,
+    appended: u64,
+}
+
+const ZERO: Digest = Digest([0; 32]);
+
+impl IndexBuilder {
+    pub fn dynamic(name: ArchiveName) -> Self {
+        IndexBuilder { name, body: Body::Dynamic { entries: Vec::new() }, appended: 0 }
+    }
+
+    /// A fixed index of `size` bytes; `base` (the previous index's digests) makes it incremental.
+    pub fn fixed(name: ArchiveName, size: u64, base: Option<Vec<Digest>>) -> Result<Self, SessionError> {
+        let slots = FixedIndex::slot_count(size, FIXED_CHUNK_SIZE);
+        let incremental = base.is_some();
+        let (digests, filled) = match base {
+            Some(d) if d.len() != slots => return Err(SessionError::CloneSizes),
+            Some(d) => (d, vec![true; slots]),
+            None => (vec![ZERO; slots], vec![false; slots]),
+        };
+        Ok(IndexBuilder { name, body: Body::Fixed { size, digests, filled, incremental }, appended: 0 })
+    }
+
+    pub fn name(&self) -> &ArchiveName {
+        &self.name
+    }
+
+    pub fn is_fixed(&self) -> bool {
+        matches!(self.body, Body::Fixed { .. })
+    }
+
+    pub fn append(&mut self, entries: &[AppendEntry]) -> Result<(), SessionError> {
+        let name = self.name.as_str();
+        match &mut self.body {
+            Body::Dynamic { entries: list } => {
+                let mut end = list.last().map_or(0, |e| e.end);
+                for e in entries {
+                    if e.offset != end {
+                        return Err(SessionError::StrangeOffset { name: name.into(), expected: end, got: e.offset });
+                    }
+                    end += e.len;
+                }
+                let mut end = list.last().map_or(0, |e| e.end);
+                list.extend(entries.iter().map(|e| {
+                    end += e.len;
+                    DynamicEntry { end, digest: e.digest }
+                }));
+            }
+            Body::Fixed { size, digests, filled, .. } => {
+                let slots: Vec<usize> = entries.iter().map(|e| fixed_slot(e, *size)).collect::<Result<_, _>>()?;
+                for (slot, e) in slots.into_iter().zip(entries) {
+                    digests[slot] = e.digest;
+                    filled[slot] = true;
+                }
+            }
+        }
+        self.appended += entries.len() as u64;
+        Ok(())
+    }
+
+    /// Checks the client's totals; returns the encoded index file.
+    pub fn close(self, chunk_count: u64, size: u64, csum: &str) -> Result<Vec<u8>, SessionError> {
+        let uuid = new_uuid();
+        let ctime = chrono::Utc::now().timestamp();
+        let fail = |kind: &'static str, reason: String| SessionError::CloseFailed { kind, name: self.name.to_string(), reason };
+        match self.body {
+            Body::Dynamic { entries } => {
+                if self.appended != chunk_count {
+                    return Err(fail("dynamic", format!("unexpected chunk count ({} != {chunk_count})", self.appended)));
+                }
+                let index = DynamicIndex { uuid, ctime, entries };
+                if index.size() != size {
+                    return Err(fail("dynamic", format!("unexpected file size ({} != {size})", index.size())));
+                }
+                if !csum_matches(&index.csum(), csum) {
+                    return Err(fail("dynamic", "got unexpected checksum".into()));
+                }
+                Ok(index.encode())
+            }
+            Body::Fixed { size: declared, digests, filled, incremental } => {
+                if self.appended != chunk_count {
+                    return Err(fail("fixed", format!("received wrong number of chunk ({} != {chunk_count})", self.appended)));
+                }
+                if !incremental {
+                    if digests.len() as u64 != chunk_count {
+                        return Err(fail("fixed", format!("unexpected chunk count ({} != {chunk_count})", digests.len())));
+                    }
+                    if declared != size {
+                        return Err(fail("fixed", format!("unexpected file size ({declared} != {size})")));
+                    }
+                    let holes = filled.iter().filter(|f| !**f).count();
+                    if holes > 0 {
+                        return Err(fail("fixed", format!("{holes} of {} slots were never written (index has holes)", digests.len())));
+                    }
+                }
+                let index = FixedIndex { uuid, ctime, size: declared, chunk_size: FIXED_CHUNK_SIZE, digests };
+                if !csum_matches(&index.csum(), csum) {
+                    return Err(fail("fixed", "got unexpected checksum".into()));
+                }
+                Ok(index.encode())
+            }
+        }
+    }
+}
+
+/// The reference's `check_chunk_alignment` for a fixed index, on a start offset.
+fn fixed_slot(e: &AppendEntry, size: u64) -> Result<usize, SessionError> {
+    let bad = |s: String| Err(SessionError::FixedAppend(s));
+    let end = e.offset.checked_add(e.len).ok_or_else(|| SessionError::FixedAppend("chunk offset overflows".into()))?;
+    if end > size {
+        return bad(format!("chunk data exceeds size ({end} >= {size})"));
+    }
+    if (end != size && e.len != FIXED_CHUNK_SIZE) || e.len > FIXED_CHUNK_SIZE || e.len == 0 {
+        return bad(format!("chunk with unexpected length ({} != {FIXED_CHUNK_SIZE}", e.len));
+    }
+    if e.offset % FIXED_CHUNK_SIZE != 0 {
+        return bad(format!("got unaligned chunk (pos = {})", e.offset));
+    }
+    Ok((e.offset / FIXED_CHUNK_SIZE) as usize)
+}
+
+fn csum_matches(actual: &[u8; 32], given: &str) -> bool {
+    hex::decode(given).is_ok_and(|g| g.as_slice() == actual.as_slice())
+}
+
+fn new_uuid() -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    if getrandom::fill(&mut uuid).is_err() {
+        // A uuid is informational only (readers ignore it); time is unique enough here.
+        uuid[..16].copy_from_slice(&chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0).to_le_bytes().repeat(2));
+    }
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
+    uuid[8] = (uuid[8] & 0x3f) | 0x80;
+    uuid
+}
+
+/// The actor around an [`IndexBuilder`]: it owns a share of the transaction until it closes.
+pub struct IndexWriter {
+    builder: Option<IndexBuilder>,
+    txn: Option<Arc<BackupTxn>>,
+}
+
+impl IndexWriter {
+    pub fn new(builder: IndexBuilder, txn: Arc<BackupTxn>) -> Self {
+        IndexWriter { builder: Some(builder), txn: Some(txn) }
+    }
+}
+
+impl Actor for IndexWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<AppendChunks> for IndexWriter {
+    type Result = Result<(), SessionError>;
+    fn handle(&mut self, msg: AppendChunks, _: &mut Self::Context) -> Self::Result {
+        match &mut self.builder {
+            Some(b) => b.append(&msg.entries),
+            None => Err(SessionError::Internal("index writer already closed".into())),
+        }
+    }
+}
+
+impl Handler<CloseIndex> for IndexWriter {
+    type Result = ResponseFuture<Result<(), SessionError>>;
+    fn handle(&mut self, msg: CloseIndex, ctx: &mut Self::Context) -> Self::Result {
+        ctx.stop();
+        let (builder, txn) = (self.builder.take(), self.txn.take());
+        Box::pin(async move {
+            let (builder, txn) = match (builder, txn) {
+                (Some(b), Some(t)) => (b, t),
+                _ => return Err(SessionError::Internal("index writer already closed".into())),
+            };
+            let _timer = Stage::Index.timer();
+            let name = builder.name().clone();
+            // Encoding hashes the whole index and the write fsyncs: both stay off this thread.
+            let result = tokio::task::spawn_blocking(move || {
+                let bytes = builder.close(msg.chunk_count, msg.size, &msg.csum)?;
+                txn.write_file(&name, &bytes)?;
+                Ok::<(), SessionError>(())
+            })
+            .await?;
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "index_writer_tests.rs"]
+mod tests;

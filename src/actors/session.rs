@@ -1,0 +1,483 @@
+//! `SessionActor`: the state of one backup session (protocol.md 2.1) and the routing of its
+//! requests. It owns the writer-id counter (shared by fixed and dynamic writers), the open
+//! writers, the session-wide known-chunk map, the file counter, the finished flag and the
+//! upload statistics; it sends chunks through the hasher pool to the chunk writer, appends and
+//! closes to the `IndexWriter`s and the commit to the `FinishActor`.
+//!
+//! Handlers check state synchronously, run the heavy part as a future (other requests proceed
+//! meanwhile) and update state when it completes — a chunk is registered as known before its
+//! upload is answered (protocol.md 2.4).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::actors::chunk_writer::StoreChunk;
+use crate::actors::finish::{CommitSnapshot, FinishFailed, MANIFEST_NAME, UploadStats};
+use crate::actors::hasher::VerifyChunk;
+use crate::actors::index_writer::{AppendChunks, AppendEntry, CloseIndex, IndexBuilder, IndexWriter};
+use crate::actors::previous::{self, PreviousFile};
+use crate::actors::{Pipeline, SessionError};
+use crate::format::fixed_index::FIXED_CHUNK_SIZE;
+use crate::format::{ArchiveKind, ArchiveName, Digest};
+use crate::metrics as m;
+use crate::store::BackupTxn;
+
+/// Highest writer id the protocol's `wid` schema accepts.
+pub const MAX_WID: u64 = 256;
+
+type Reply<T> = ResponseActFuture<SessionActor, Result<T, SessionError>>;
+
+/// Which kind of index an endpoint addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    Dynamic,
+    Fixed,
+}
+
+/// `POST *_index`: open a writer; answers its wid.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, SessionError>")]
+pub struct OpenIndex {
+    pub name: ArchiveName,
+    /// `Some((size, reuse_csum))` for a fixed index.
+    pub fixed: Option<(u64, Option<String>)>,
+}
+
+/// `POST *_chunk`: verify, store and register one chunk; answers its digest.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Digest, SessionError>")]
+pub struct UploadChunk {
+    pub kind: IndexKind,
+    pub wid: u64,
+    pub digest: Digest,
+    pub size: u64,
+    pub blob: Bytes,
+}
+
+/// `PUT *_index`: append known chunks at start offsets.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct AppendIndex {
+    pub kind: IndexKind,
+    pub wid: u64,
+    pub digests: Vec<Digest>,
+    pub offsets: Vec<u64>,
+}
+
+/// `POST *_close`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct CloseWriter {
+    pub kind: IndexKind,
+    pub wid: u64,
+    pub chunk_count: u64,
+    pub size: u64,
+    pub csum: String,
+}
+
+/// `POST /blob`: the CRC is checked here (off-thread), the length by the router.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct UploadBlob {
+    pub name: ArchiveName,
+    pub blob: Bytes,
+}
+
+/// `GET /previous`: a file of the base snapshot; an index's chunks become known.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Bytes, SessionError>")]
+pub struct DownloadPrevious {
+    pub name: ArchiveName,
+}
+
+/// `GET /previous_backup_time`.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<i64>")]
+pub struct PreviousBackupTime;
+
+/// `POST /finish`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct FinishBackup;
+
+/// The connection is gone: keep the snapshot if finished (and not a benchmark), else remove it.
+/// Answers whether the snapshot was kept.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct EndSession;
+
+struct OpenWriter {
+    name: ArchiveName,
+    kind: IndexKind,
+    addr: Addr<IndexWriter>,
+    small_chunks: u32,
+    closing: bool,
+}
+
+pub struct SessionActor {
+    pipeline: Pipeline,
+    txn: Option<Arc<BackupTxn>>,
+    benchmark: bool,
+    wid_counter: u64,
+    writers: HashMap<u64, OpenWriter>,
+    archive_names: HashSet<ArchiveName>,
+    /// Digest -> (chunk length, uploaded in this session rather than learned from `previous`).
+    known: HashMap<Digest, (u64, bool)>,
+    file_counter: u64,
+    manifest: Option<Bytes>,
+    stats: UploadStats,
+    finishing: bool,
+    finished: bool,
+}
+
+impl SessionActor {
+    pub fn new(txn: BackupTxn, pipeline: Pipeline, benchmark: bool) -> Self {
+        SessionActor {
+            pipeline,
+            txn: Some(Arc::new(txn)),
+            benchmark,
+            wid_counter: 0,
+            writers: HashMap::new(),
+            archive_names: HashSet::new(),
+            known: HashMap::new(),
+            file_counter: 0,
+            manifest: None,
+            stats: UploadStats::default(),
+            finishing: false,
+            finished: false,
+        }
+    }
+
+    fn ensure_unfinished(&self) -> Result<Arc<BackupTxn>, SessionError> {
+        match (&self.txn, self.finished || self.finishing) {
+            (Some(txn), false) => Ok(txn.clone()),
+            _ => Err(SessionError::Finished),
+        }
+    }
+
+    fn writer(&mut self, kind: IndexKind, wid: u64) -> Result<&mut OpenWriter, SessionError> {
+        match self.writers.get_mut(&wid) {
+            Some(w) if w.kind == kind && !w.closing => Ok(w),
+            _ if kind == IndexKind::Fixed => Err(SessionError::FixedNotRegistered(wid)),
+            _ => Err(SessionError::DynamicNotRegistered(wid)),
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+}
+
+/// `?` for handlers that answer with a future.
+macro_rules! or_reply {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return ready(Err(e)),
+        }
+    };
+}
+
+fn ready<T: 'static>(r: Result<T, SessionError>) -> Reply<T> {
+    Box::pin(actix::fut::ready(r))
+}
+
+impl Handler<OpenIndex> for SessionActor {
+    type Result = Reply<u64>;
+
+    fn handle(&mut self, msg: OpenIndex, _: &mut Context<Self>) -> Self::Result {
+        let txn = or_reply!(self.ensure_unfinished());
+        if self.archive_names.contains(&msg.name) {
+            return ready(Err(SessionError::ArchiveTwice(msg.name.to_string())));
+        }
+        if self.wid_counter >= MAX_WID {
+            return ready(Err(SessionError::TooManyWriters(self.wid_counter + 1)));
+        }
+        // Reserved now, so a concurrent second open of the same name is refused too.
+        self.archive_names.insert(msg.name.clone());
+        let name = msg.name.clone();
+        let build = async move {
+            match msg.fixed {
+                None => Ok(IndexBuilder::dynamic(msg.name)),
+                Some((size, None)) => IndexBuilder::fixed(msg.name, size, None),
+                Some((size, Some(csum))) => {
+                    let base = tokio::task::spawn_blocking({
+                        let (txn, name) = (txn.clone(), msg.name.clone());
+                        move || previous::reusable_fixed_digests(&txn, &name, &csum)
+                    })
+                    .await??;
+                    IndexBuilder::fixed(msg.name, size, Some(base))
+                }
+            }
+            .map(|b| (b, txn))
+        };
+        Box::pin(build.into_actor(self).map(move |built, act, _| {
+            let (builder, txn) = match built {
+                Ok(b) => b,
+                Err(e) => {
+                    act.archive_names.remove(&name);
+                    return Err(e);
+                }
+            };
+            if act.finished || act.finishing || act.wid_counter >= MAX_WID {
+                act.archive_names.remove(&name);
+                return Err(if act.wid_counter >= MAX_WID {
+                    SessionError::TooManyWriters(act.wid_counter + 1)
+                } else {
+                    SessionError::Finished
+                });
+            }
+            act.wid_counter += 1;
+            let kind = if builder.is_fixed() { IndexKind::Fixed } else { IndexKind::Dynamic };
+            let addr = IndexWriter::new(builder, txn).start();
+            act.writers.insert(act.wid_counter, OpenWriter { name, kind, addr, small_chunks: 0, closing: false });
+            Ok(act.wid_counter)
+        }))
+    }
+}
+
+impl Handler<UploadChunk> for SessionActor {
+    type Result = Reply<Digest>;
+
+    fn handle(&mut self, msg: UploadChunk, _: &mut Context<Self>) -> Self::Result {
+        let txn = or_reply!(self.ensure_unfinished());
+        let writer = or_reply!(self.writer(msg.kind, msg.wid));
+        if msg.kind == IndexKind::Fixed && msg.size > FIXED_CHUNK_SIZE {
+            let name = writer.name.to_string();
+            return ready(Err(SessionError::FixedLargeChunk { name, size: msg.size, max: FIXED_CHUNK_SIZE }));
+        }
+        let pipeline = self.pipeline.clone();
+        let UploadChunk { kind, wid, digest, size, blob } = msg;
+        let encoded = blob.len() as u64;
+        let work = async move {
+            let verified = pipeline.hashers.verify(VerifyChunk { digest, size, blob }).await?;
+            let store = txn.store.clone();
+            drop(txn);
+            pipeline.writer.store(StoreChunk { store, digest, blob: verified.blob }).await
+        };
+        Box::pin(work.into_actor(self).map(move |stored, act, _| {
+            let stored = stored?;
+            if act.finished {
+                return Err(SessionError::Finished);
+            }
+            if kind == IndexKind::Fixed && size < FIXED_CHUNK_SIZE {
+                let w = act.writer(kind, wid)?;
+                w.small_chunks += 1;
+                if w.small_chunks > 1 {
+                    return Err(SessionError::FixedMultipleEnd(wid));
+                }
+            }
+            act.known.insert(digest, (size, true));
+            act.stats.count += 1;
+            act.stats.size += size;
+            act.stats.compressed_size += encoded;
+            act.stats.duplicates += u64::from(!stored.new);
+            metrics::counter!(m::CHUNKS_UPLOADED).increment(1);
+            metrics::counter!(m::BYTES_ORIGINAL).increment(size);
+            metrics::counter!(m::BYTES_ENCODED).increment(encoded);
+            metrics::histogram!(m::CHUNK_SIZE).record(encoded as f64);
+            Ok(digest)
+        }))
+    }
+}
+
+impl Handler<AppendIndex> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: AppendIndex, _: &mut Context<Self>) -> Self::Result {
+        let prepared = (|| {
+            self.ensure_unfinished()?;
+            if msg.offsets.len() != msg.digests.len() {
+                return Err(SessionError::OffsetListLength { offsets: msg.offsets.len(), digests: msg.digests.len() });
+            }
+            let addr = self.writer(msg.kind, msg.wid)?.addr.clone();
+            let mut reused = 0;
+            let entries = msg
+                .digests
+                .iter()
+                .zip(&msg.offsets)
+                .map(|(d, &offset)| match self.known.get(d) {
+                    Some(&(len, uploaded)) => {
+                        reused += u64::from(!uploaded);
+                        Ok(AppendEntry { offset, digest: *d, len })
+                    }
+                    None => Err(SessionError::NoSuchChunk(d.to_hex())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((addr, entries, reused))
+        })();
+        let (addr, entries, reused) = or_reply!(prepared);
+        Box::pin(async move {
+            addr.send(AppendChunks { entries }).await??;
+            metrics::counter!(m::CHUNKS_REUSED).increment(reused);
+            Ok(())
+        }
+        .into_actor(self))
+    }
+}
+
+impl Handler<CloseWriter> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: CloseWriter, _: &mut Context<Self>) -> Self::Result {
+        or_reply!(self.ensure_unfinished());
+        let addr = match self.writer(msg.kind, msg.wid) {
+            Ok(w) => {
+                // Stays listed (so finish sees it open) until the file is written.
+                w.closing = true;
+                w.addr.clone()
+            }
+            Err(e) => return ready(Err(e)),
+        };
+        let wid = msg.wid;
+        let close = CloseIndex { chunk_count: msg.chunk_count, size: msg.size, csum: msg.csum };
+        Box::pin(async move { addr.send(close).await? }.into_actor(self).map(move |r, act, _| {
+            // Removed on failure too, as the reference does.
+            act.writers.remove(&wid);
+            r?;
+            act.file_counter += 1;
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<UploadBlob> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: UploadBlob, _: &mut Context<Self>) -> Self::Result {
+        let txn = or_reply!(self.ensure_unfinished());
+        let is_manifest = msg.name.as_str() == MANIFEST_NAME;
+        let UploadBlob { name, blob } = msg;
+        let work = async move {
+            tokio::task::spawn_blocking(move || {
+                crate::format::blob::check_crc(&blob)?;
+                // The manifest is held until finish rewrites it: a snapshot must not look
+                // finished (formats.md 5.5) before it is.
+                if !is_manifest {
+                    txn.write_file(&name, &blob)?;
+                }
+                Ok::<_, SessionError>(blob)
+            })
+            .await?
+        };
+        Box::pin(work.into_actor(self).map(move |r, act, _| {
+            let blob = r?;
+            if act.finished || act.finishing {
+                return Err(SessionError::Finished);
+            }
+            if is_manifest {
+                act.manifest = Some(blob);
+            }
+            act.file_counter += 1;
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<DownloadPrevious> for SessionActor {
+    type Result = Reply<Bytes>;
+
+    fn handle(&mut self, msg: DownloadPrevious, _: &mut Context<Self>) -> Self::Result {
+        let txn = or_reply!(self.ensure_unfinished());
+        if txn.base.is_none() {
+            return ready(Err(SessionError::NoPreviousBackup));
+        }
+        let work = async move { tokio::task::spawn_blocking(move || previous::load(&txn, &msg.name)).await? };
+        Box::pin(work.into_actor(self).map(|r, act, _| {
+            let PreviousFile { raw, chunks } = r?;
+            if act.finished || act.finishing {
+                return Err(SessionError::Finished);
+            }
+            for (digest, len) in chunks {
+                act.known.entry(digest).or_insert((len, false));
+            }
+            Ok(raw)
+        }))
+    }
+}
+
+impl Handler<PreviousBackupTime> for SessionActor {
+    type Result = Option<i64>;
+
+    fn handle(&mut self, _: PreviousBackupTime, _: &mut Context<Self>) -> Option<i64> {
+        self.txn.as_ref()?.base.as_ref().map(|b| b.snapshot.time.epoch())
+    }
+}
+
+impl Handler<FinishBackup> for SessionActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, _: FinishBackup, _: &mut Context<Self>) -> Self::Result {
+        let checked = (|| {
+            self.ensure_unfinished()?;
+            if !self.writers.is_empty() {
+                return Err(SessionError::OpenWriters);
+            }
+            if self.file_counter == 0 {
+                return Err(SessionError::NoFiles);
+            }
+            let Some(manifest) = self.manifest.clone() else {
+                let path = self.txn.as_ref().map(|t| t.path.join(MANIFEST_NAME)).unwrap_or_default();
+                return Err(SessionError::Manifest(format!(
+                    "unable to load blob '{}' - No such file or directory (os error 2)",
+                    path.display()
+                )));
+            };
+            Ok(manifest)
+        })();
+        let manifest = or_reply!(checked);
+        if self.benchmark {
+            // Benchmark sessions never persist: the transaction is dropped at session end.
+            self.finished = true;
+            return ready(Ok(()));
+        }
+        let txn = match Arc::try_unwrap(self.txn.take().expect("checked unfinished")) {
+            Ok(txn) => txn,
+            Err(shared) => {
+                self.txn = Some(shared);
+                return ready(Err(SessionError::Internal("snapshot still in use by a writer".into())));
+            }
+        };
+        self.finishing = true;
+        let (pool, fsync, stats) = (self.pipeline.finisher.clone(), self.pipeline.cfg.fsync, self.stats);
+        let work = async move { pool.commit(CommitSnapshot { txn, manifest, stats, fsync }).await };
+        Box::pin(work.into_actor(self).map(|r, act, _| {
+            act.finishing = false;
+            match r? {
+                Ok(()) => {
+                    act.finished = true;
+                    Ok(())
+                }
+                Err(FinishFailed { error, txn }) => {
+                    act.txn = Some(Arc::new(txn));
+                    Err(error)
+                }
+            }
+        }))
+    }
+}
+
+impl Handler<EndSession> for SessionActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: EndSession, ctx: &mut Context<Self>) -> bool {
+        // Dropping the last share of an uncommitted transaction removes the snapshot; open
+        // writers drop theirs as soon as their actors stop.
+        self.writers.clear();
+        self.txn = None;
+        ctx.stop();
+        self.finished && !self.benchmark
+    }
+}
+
+/// Kind of index an archive name's extension asks for (blob names have none).
+pub fn index_kind(name: &ArchiveName) -> Option<IndexKind> {
+    match name.kind() {
+        ArchiveKind::Fixed => Some(IndexKind::Fixed),
+        ArchiveKind::Dynamic => Some(IndexKind::Dynamic),
+        ArchiveKind::Blob => None,
+    }
+}
