@@ -95,7 +95,6 @@ fn hex_csum_fixed(digests: &[Digest]) -> String {
 }
 
 #[test]
-#[ignore = "needs the format helper's index encoders (todo on main)"]
 fn dynamic_close_checks_count_size_csum_then_encodes() {
     let mk = || {
         let mut b = dynamic();
@@ -120,7 +119,6 @@ fn dynamic_close_checks_count_size_csum_then_encodes() {
 }
 
 #[test]
-#[ignore = "needs the format helper's index encoders (todo on main)"]
 fn fixed_close_refuses_holes_and_checks_totals() {
     let size = 2 * MIB4 + 1;
     let full = [d(1), d(2), d(3)];
@@ -147,7 +145,6 @@ fn fixed_close_refuses_holes_and_checks_totals() {
 }
 
 #[test]
-#[ignore = "needs the format helper's index encoders (todo on main)"]
 fn incremental_fixed_close_counts_only_new_appends() {
     let name = ArchiveName::parse("disk.img.fidx").unwrap();
     let size = 2 * MIB4;
