@@ -21,7 +21,8 @@ pub use error::SessionError;
 
 use crate::config::PipelineConfig;
 
-/// The shared stages: hasher pool, chunk writer, finish threads. Cheap to clone.
+/// The shared stages: hasher pool, chunk writer, finish threads. Cheap to clone, `Send + Sync`:
+/// the server starts it once and hands clones to every connection thread.
 #[derive(Clone)]
 pub struct Pipeline {
     pub(crate) hashers: hasher::HasherPool,
@@ -41,8 +42,27 @@ impl Pipeline {
         }
     }
 
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
     /// How chunk files are written (io_uring, or the plain-I/O fallback).
     pub fn write_method(&self) -> WriteMethod {
         self.writer.method()
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("write_method", &self.write_method()).field("config", &self.cfg).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pipeline_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+        assert_send_sync::<super::Pipeline>();
     }
 }
