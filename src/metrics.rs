@@ -15,6 +15,9 @@
 mod endpoint;
 
 pub use endpoint::{install, install_for_config, render, MetricsEndpoint, MetricsError};
+/// The recording macros, re-exported so `use chunkyard::metrics;` + `metrics::counter!(...)`
+/// works whichever `metrics` (this module or the crate) a path resolves to.
+pub use ::metrics::{counter, gauge, histogram};
 
 use std::time::{Duration, Instant};
 
