@@ -379,3 +379,32 @@ async fn h2_serve_round_trip() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn handshakes_and_requests_are_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start();
+    let c = client(&server);
+    c.version().await.unwrap();
+    let _ = get(&c, "/api2/json/nope", &[]).await;
+    let mut scrape = tokio::net::TcpStream::connect(server.metrics_addr.expect("metrics enabled"))
+        .await
+        .unwrap();
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    scrape.read_to_string(&mut text).await.unwrap();
+    assert!(text.contains("chunkyard_tls_handshakes_total"), "{text}");
+    for series in [
+        r#"endpoint="version",status="200""#,
+        r#"endpoint="unknown",status="404""#,
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("chunkyard_requests_total{") && l.contains(series)),
+            "{series} in {text}"
+        );
+    }
+}

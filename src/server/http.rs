@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::actors::Pipeline;
 use crate::format::Authid;
+use crate::metrics as m;
 use crate::protocol::ApiError;
 use crate::protocol::h2::{Reply, ReplyResult, encode_reply};
 use crate::server::{ServerError, ServerState, upgrade};
@@ -121,17 +122,21 @@ async fn connection(ctx: Ctx, socket: std::net::TcpStream) {
     let permit = Arc::clone(&ctx.state.connections).try_acquire_owned().ok();
     let limits = &ctx.state.config.limits;
     let handshake = Duration::from_secs(limits.tls_handshake_timeout_secs);
+    let failed = |reason: &'static str| {
+        metrics::counter!(m::TLS_HANDSHAKE_FAILURES, m::LABEL_REASON => reason).increment(1);
+    };
     let tls = match tokio::time::timeout(handshake, ctx.state.tls.accept(socket)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!("TLS handshake failed: {e}");
-            return;
+            return failed(m::REASON_ERROR);
         }
         Err(_) => {
             tracing::debug!("TLS handshake timed out");
-            return;
+            return failed(m::REASON_TIMEOUT);
         }
     };
+    metrics::counter!(m::TLS_HANDSHAKES).increment(1);
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let busy = permit.is_none();
     let service = service_fn(move |req| {
@@ -167,21 +172,44 @@ pub async fn handle(ctx: Ctx, req: Request<Incoming>, busy: bool) -> Response<Bo
             "server busy - too many connections, try again later",
         ));
     }
-    match route(ctx, req).await {
-        Ok(response) => response,
-        Err(e) => error_response(e),
+    let started = std::time::Instant::now();
+    let (endpoint, result) = route(ctx, req).await;
+    let response = result.unwrap_or_else(error_response);
+    if endpoint != "upgrade" || response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = response.status().as_u16().to_string();
+        metrics::counter!(m::REQUESTS, m::LABEL_ENDPOINT => endpoint, m::LABEL_STATUS => status)
+            .increment(1);
+        metrics::histogram!(m::REQUEST_DURATION, m::LABEL_ENDPOINT => endpoint)
+            .record(started.elapsed().as_secs_f64());
     }
+    response
 }
 
-async fn route(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let path = normalize_path(req.uri().path())?;
-    let authid = authenticate(&ctx, &req).await?;
-    match (req.method(), path.as_str()) {
+/// Routes a request; also names the endpoint for the request metrics (never a raw path).
+async fn route(
+    ctx: Ctx,
+    req: Request<Incoming>,
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let path = match normalize_path(req.uri().path()) {
+        Ok(path) => path,
+        Err(e) => return ("invalid", Err(e)),
+    };
+    let endpoint = match (req.method(), path.as_str()) {
+        (&Method::GET, "/api2/json/version") => "version",
+        (&Method::GET, "/api2/json/backup" | "/api2/json/reader") => "upgrade",
+        _ => "unknown",
+    };
+    let authid = match authenticate(&ctx, &req).await {
+        Ok(authid) => authid,
+        Err(e) => return (endpoint, Err(e)),
+    };
+    let result = match (req.method(), path.as_str()) {
         (&Method::GET, "/api2/json/version") => Ok(reply(Ok(Reply::Data(version())))),
         (&Method::GET, "/api2/json/backup") => upgrade::backup(ctx, req, authid).await,
         (&Method::GET, "/api2/json/reader") => upgrade::reader(ctx, req, authid).await,
         _ => Err(ApiError::no_such_path(&path)),
-    }
+    };
+    (endpoint, result)
 }
 
 async fn authenticate(ctx: &Ctx, req: &Request<Incoming>) -> Result<Authid, ApiError> {

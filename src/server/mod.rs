@@ -36,6 +36,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -101,6 +103,8 @@ pub struct Bound {
     /// Token id and secret created on this start (first start only).
     pub bootstrap: Option<(Authid, String)>,
     pub admin_token_file: PathBuf,
+    /// The Prometheus scrape listener (when enabled); lives as long as the server.
+    pub metrics: Option<crate::metrics::MetricsEndpoint>,
 }
 
 /// Contents of `<data-dir>/etc/admin-token.json`.
@@ -118,6 +122,7 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
     std::fs::create_dir_all(&etc)?;
     let tls = tls::load_or_generate(&config)?;
     let auth = auth::AuthStore::open(&etc)?;
+    let metrics = crate::metrics::install_for_config(&config)?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
             addr: config.listen,
@@ -170,6 +175,7 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
         fingerprint: tls.fingerprint,
         bootstrap,
         admin_token_file,
+        metrics,
     })
 }
 
@@ -197,6 +203,7 @@ impl Bound {
         for arbiter in arbiters {
             let _ = arbiter.join();
         }
+        drop(self.metrics);
         result
     }
 }

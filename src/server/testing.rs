@@ -19,6 +19,8 @@ pub struct TestServer {
     pub store: String,
     pub data_dir: PathBuf,
     pub config: Config,
+    /// The Prometheus scrape listener of this server (loopback, own port).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -29,8 +31,8 @@ impl TestServer {
         Self::start_with(|_| {})
     }
 
-    /// Starts with the test defaults (loopback, temp data dir, one datastore `store`, no
-    /// metrics listener) changed by `f`.
+    /// Starts with the test defaults (loopback, temp data dir, one datastore `store`, the
+    /// metrics listener on 127.0.0.1:0) changed by `f`.
     pub fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("chunkyard-test")
@@ -41,7 +43,7 @@ impl TestServer {
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
-        config.metrics.enabled = false;
+        config.metrics.listen = "127.0.0.1:0".parse().unwrap();
         f(&mut config);
         let store = config
             .datastores
@@ -55,6 +57,7 @@ impl TestServer {
             .clone()
             .expect("fresh data dir bootstraps a token");
         let (addr, fingerprint) = (bound.addr, bound.fingerprint.clone());
+        let metrics_addr = bound.metrics.as_ref().map(|m| m.addr());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("test-server".into())
@@ -72,6 +75,7 @@ impl TestServer {
             store,
             data_dir: dir.path().to_path_buf(),
             config,
+            metrics_addr,
             shutdown: Some(tx),
             thread: Some(thread),
             _dir: dir,
