@@ -3,18 +3,31 @@
 //! Everything that decides where a byte goes on disk and how it gets there durably lives here;
 //! the byte layouts themselves are `format/`. Paths are built only from validated names.
 //!
-//! INTERFACE STUB: signatures are the contract the actors code against; the store helper fills
-//! in bodies and submodules (and may refine signatures with care).
+//! Files: `durable.rs` (the one temp-fsync-rename helper), `lock.rs` (flock and `.lock`),
+//! `chunk_store.rs`, `backup.rs` (a backup's lifecycle), `list.rs` (reading the tree),
+//! `admin.rs` (namespaces, forget, protection, notes).
 
 pub mod backup;
 pub mod chunk_store;
+pub mod durable;
+pub mod list;
+pub mod lock;
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::format::{DatastoreName, GroupRef, NameError, Namespace, SnapshotRef};
 
 pub use backup::{BackupTxn, BaseSnapshot};
-pub use chunk_store::{ChunkStore, InsertOutcome, InsertPlan};
+pub use chunk_store::{ChunkBackend, ChunkStore, InsertOutcome, InsertPlan};
+pub use durable::{fsync_dir, write_atomic};
+pub use lock::{DirLock, ProcessLocker, SharedGuard};
+
+/// Mode of the datastore's base directory.
+pub const BASE_DIR_MODE: u32 = 0o755;
+/// Mode of `<root>/.lock`.
+pub const LOCK_FILE_MODE: u32 = 0o644;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,18 +54,42 @@ pub struct Datastore {
     name: DatastoreName,
     root: PathBuf,
     chunks: ChunkStore,
+    locker: Arc<ProcessLocker>,
 }
 
 impl Datastore {
-    /// Creates the layout (`.chunks/0000..ffff`, `.lock`) if absent and opens it.
+    /// Creates the layout (`.chunks/0000..ffff` 0750, `.lock` 0644, base 0755) where absent
+    /// and opens it. Safe on an existing datastore: nothing present is changed.
     pub fn create(name: DatastoreName, root: &Path) -> Result<Self> {
-        let _ = (name, root);
-        todo!()
+        match std::fs::DirBuilder::new().mode(BASE_DIR_MODE).create(root) {
+            Ok(()) => set_mode(root, BASE_DIR_MODE)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && root.is_dir() => {}
+            Err(e) => return Err(durable::io_err("create datastore directory", root)(e)),
+        }
+        let chunks = ChunkStore::new(root.join(".chunks"));
+        chunk_store::create_chunk_dir(chunks.base())?;
+        chunks.create_all_dirs()?;
+        ensure_lock_file(root)?;
+        durable::fsync_dir(root)?;
+        Self::open(name, root)
     }
-    /// Opens an existing datastore (refuses a directory without `.chunks`).
+
+    /// Opens an existing datastore (refuses a directory without `.chunks`). Missing chunk
+    /// directories are created when first needed and a missing `.lock` now, so a copy of a
+    /// store without its empty directories works.
     pub fn open(name: DatastoreName, root: &Path) -> Result<Self> {
-        let _ = (name, root);
-        todo!()
+        let chunks_dir = root.join(".chunks");
+        if !chunks_dir.is_dir() {
+            return Err(StoreError::NotFound(format!("datastore '{name}' at {root:?} has no chunk store (.chunks)")));
+        }
+        ensure_lock_file(root)?;
+        let locker = Arc::new(ProcessLocker::open(&root.join(".lock"))?);
+        Ok(Datastore { name, root: root.to_path_buf(), chunks: ChunkStore::new(chunks_dir), locker })
+    }
+
+    /// The `.lock` file's in-process lock bookkeeping (writers hold it shared, GC exclusive).
+    pub fn locker(&self) -> &Arc<ProcessLocker> {
+        &self.locker
     }
     pub fn name(&self) -> &DatastoreName {
         &self.name
@@ -71,5 +108,59 @@ impl Datastore {
     }
     pub fn snapshot_path(&self, ns: &Namespace, snap: &SnapshotRef) -> PathBuf {
         self.namespace_path(ns).join(snap.rel_path())
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(durable::io_err("chmod", path))
+}
+
+fn ensure_lock_file(root: &Path) -> Result<()> {
+    match durable::write_new_file(&root.join(".lock"), b"", LOCK_FILE_MODE, false) {
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn create_lays_out_like_pbs_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store1");
+        let name = DatastoreName::parse("store1").unwrap();
+        let ds = Datastore::create(name.clone(), &root).unwrap();
+        assert_eq!(mode(&root), 0o755);
+        assert_eq!(mode(&root.join(".chunks")), 0o750);
+        assert_eq!(mode(&root.join(".lock")), 0o644);
+        assert_eq!(std::fs::read_dir(root.join(".chunks")).unwrap().count(), 65536);
+        for sub in ["0000", "abcd", "ffff"] {
+            assert_eq!(mode(&root.join(".chunks").join(sub)), 0o750);
+        }
+        let d = crate::format::Digest::of(b"x");
+        let raw = [&[66u8, 171, 56, 7, 190, 131, 112, 161][..], &[0; 4], b"x"].concat();
+        ds.chunks().insert(&d, &raw).unwrap();
+        drop(ds);
+        let ds = Datastore::create(name.clone(), &root).unwrap();
+        assert_eq!(ds.chunks().read(&d).unwrap(), raw, "re-create keeps existing chunks");
+        assert_eq!(ds.name(), &name);
+    }
+
+    #[test]
+    fn open_refuses_non_store_and_fills_in_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = DatastoreName::parse("store1").unwrap();
+        assert!(matches!(Datastore::open(name.clone(), dir.path()), Err(StoreError::NotFound(_))));
+        std::fs::create_dir(dir.path().join(".chunks")).unwrap();
+        let ds = Datastore::open(name, dir.path()).unwrap();
+        assert!(dir.path().join(".lock").is_file());
+        let _w = ds.locker().try_shared().unwrap();
     }
 }

@@ -1,0 +1,141 @@
+//! Durable file replacement: the one way the store puts a whole file on disk.
+//!
+//! Readers must never see a half-written file, and a crash must leave either the old or the new
+//! content. So every file goes to a temp name in the same directory (so the rename cannot cross
+//! a file system), is fsynced, renamed over its final name, and the directory is fsynced so the
+//! rename itself survives a crash (formats.md 10, pitfall 12). Temp names follow PBS
+//! (`<name minus last extension>.tmp_XXXXXX`) so tools that know PBS's leftovers know ours.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::store::{Result, StoreError};
+
+/// Mode of every file the store writes by replacement (chunks, blobs, indexes, manifest, notes).
+pub const FILE_MODE: u32 = 0o644;
+
+const TMP_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Wraps an I/O error with what was being done and to which path.
+pub(crate) fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let context = format!("{what} {path:?}");
+    move |source| StoreError::Io { context, source }
+}
+
+/// A fresh temp name beside `target`: the last extension replaced by `tmp_XXXXXX`
+/// (`index.json.blob` -> `index.json.tmp_Ab3xYz`, `<digest>` -> `<digest>.tmp_Ab3xYz`).
+pub fn tmp_path(target: &Path) -> PathBuf {
+    let mut random = [0u8; 6];
+    getrandom::fill(&mut random).expect("the OS random source is available");
+    let suffix: String = random.iter().map(|b| TMP_ALPHABET[*b as usize % TMP_ALPHABET.len()] as char).collect();
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = match name.rfind('.') {
+        Some(dot) if dot > 0 => &name[..dot],
+        _ => name.as_str(),
+    };
+    target.with_file_name(format!("{stem}.tmp_{suffix}"))
+}
+
+/// fsyncs a directory, making renames and creations inside it durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
+}
+
+/// Creates `path` exclusively with `mode` (exact, whatever the umask), writes `bytes`,
+/// optionally fsyncs. On error the file is removed again.
+pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e: io::Error| {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(path);
+        }
+        io_err("write", path)(e)
+    })
+}
+
+/// Replaces `target` with `bytes` durably: temp file in the same directory (mode 0644), fsync,
+/// rename, fsync the directory. Nothing but the old or the new file is ever visible.
+pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(target, bytes, true)
+}
+
+/// [`write_atomic`] with the fsyncs optional (sync level `none`, benchmarks).
+pub fn write_atomic_with(target: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let dir = target.parent().ok_or_else(|| StoreError::Refused(format!("no parent directory for {target:?}")))?;
+    let tmp = loop {
+        let tmp = tmp_path(target);
+        match write_new_file(&tmp, bytes, FILE_MODE, sync) {
+            Ok(()) => break tmp,
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, target) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err("rename to", target)(e));
+    }
+    if sync {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn tmp_names_follow_pbs() {
+        let t = tmp_path(Path::new("/x/index.json.blob"));
+        let n = t.file_name().unwrap().to_str().unwrap();
+        assert!(n.starts_with("index.json.tmp_") && n.len() == "index.json.tmp_".len() + 6, "{n}");
+        let d = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let t = tmp_path(&Path::new("/c").join(d));
+        assert_eq!(t.file_name().unwrap().len(), 75, "PBS's chunk temp names are 75 characters");
+        assert_ne!(tmp_path(Path::new("/x/a.blob")), tmp_path(Path::new("/x/a.blob")));
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("notes");
+        write_atomic(&target, b"one").unwrap();
+        write_atomic(&target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        assert_eq!(names_in(dir.path()), ["notes"]);
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+    }
+
+    #[test]
+    fn failed_write_leaves_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f.blob");
+        write_atomic(&target, b"old").unwrap();
+        // A directory where the file should be: the rename fails, the temp must go away.
+        let blocked = dir.path().join("sub.blob");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("x"), b"keep").unwrap();
+        assert!(write_atomic(&blocked, b"new").is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(names_in(dir.path()), ["f.blob", "sub.blob"]);
+        assert!(write_atomic(&dir.path().join("missing/x"), b"new").is_err());
+    }
+}
