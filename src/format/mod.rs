@@ -8,11 +8,12 @@
 pub mod blob;
 pub mod crypto;
 pub mod dynamic_index;
+pub mod fingerprint;
 pub mod fixed_index;
 pub mod manifest;
 pub mod names;
 
 pub use names::{
-    ArchiveKind, ArchiveName, Authid, BackupId, BackupTime, BackupType, DatastoreName, Digest, GroupRef,
-    NameError, Namespace, SnapshotRef,
+    ArchiveKind, ArchiveName, Authid, BackupId, BackupTime, BackupType, DatastoreName, Digest,
+    GroupRef, NameError, Namespace, SnapshotRef,
 };

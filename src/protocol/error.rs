@@ -21,7 +21,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     /// 400, the reference's default for any ordinary failure.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -87,6 +90,23 @@ impl From<crate::actors::SessionError> for ApiError {
             S::PreviousBlobMissing(_) => ApiError::not_found(e.to_string()),
             S::Internal(_) => ApiError::internal(e.to_string()),
             other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::protocol::h2::BodyError> for ApiError {
+    fn from(e: crate::protocol::h2::BodyError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl From<crate::server::auth::AuthError> for ApiError {
+    fn from(e: crate::server::auth::AuthError) -> Self {
+        use crate::server::auth::AuthError;
+        match e {
+            AuthError::Failed(_) => ApiError::unauthorized(e.to_string()),
+            AuthError::MissingPrivilege { .. } => ApiError::forbidden(e.to_string()),
+            other => ApiError::internal(other.to_string()),
         }
     }
 }

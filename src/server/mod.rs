@@ -1,1 +1,224 @@
-//! (to be written)
+//! The server: TLS listener, HTTP/1.1, authentication, the protocol upgrade, startup.
+//!
+//! `bind` does everything that can fail before serving (certificate, token store, listening
+//! socket), so a caller learns the address and fingerprint before traffic starts; `serve` then
+//! runs an actix System whose accept loop deals connections round-robin to one Arbiter per
+//! core. A connection lives on one Arbiter from TLS to the end of its HTTP/2 session, so the
+//! session's actors run on the thread that reads its socket.
+
+pub mod auth;
+pub mod files;
+pub mod http;
+pub mod testing;
+pub mod tls;
+pub mod upgrade;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::format::{Authid, DatastoreName};
+use crate::protocol::ApiError;
+use crate::store::Datastore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("unable to listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every connection needs, shared by all Arbiters.
+pub struct ServerState {
+    pub config: Config,
+    pub auth: Arc<auth::AuthStore>,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub fingerprint: String,
+    /// Permits for open backup/reader sessions (`limits.max_sessions`).
+    pub sessions: Arc<Semaphore>,
+    /// Permits for HTTP/1.1 connections; past them a connection only gets 503 answers.
+    pub connections: Arc<Semaphore>,
+    datastores: Mutex<HashMap<String, Arc<Datastore>>>,
+}
+
+impl ServerState {
+    /// The datastore of that name, opened (or created) on first use and then shared.
+    pub async fn datastore(&self, name: &DatastoreName) -> Result<Arc<Datastore>, ApiError> {
+        if let Some(ds) = self
+            .datastores
+            .lock()
+            .expect("datastore map")
+            .get(name.as_str())
+        {
+            return Ok(Arc::clone(ds));
+        }
+        let root = self
+            .config
+            .datastore_path(name.as_str())
+            .ok_or_else(|| no_such_datastore(name.as_str()))?;
+        let owned = name.clone();
+        // Creating a store makes 65536 directories: not on the connection's thread.
+        let ds = tokio::task::spawn_blocking(move || {
+            if root.join(".chunks").is_dir() {
+                Datastore::open(owned, &root)
+            } else {
+                Datastore::create(owned, &root)
+            }
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("datastore open failed - {e}")))??;
+        let ds = Arc::new(ds);
+        let mut map = self.datastores.lock().expect("datastore map");
+        Ok(Arc::clone(
+            map.entry(name.as_str().to_string()).or_insert(ds),
+        ))
+    }
+}
+
+/// Step 4 of the upgrade, and any other lookup of a configured datastore.
+pub fn no_such_datastore(name: &str) -> ApiError {
+    ApiError::bad_request(format!("datastore '{name}' does not exist"))
+}
+
+/// A server ready to serve: everything that can fail at startup has been done.
+pub struct Bound {
+    listener: std::net::TcpListener,
+    state: Arc<ServerState>,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    /// Token id and secret created on this start (first start only).
+    pub bootstrap: Option<(Authid, String)>,
+    pub admin_token_file: PathBuf,
+    /// The Prometheus scrape listener (when enabled); lives as long as the server.
+    pub metrics: Option<crate::metrics::MetricsEndpoint>,
+}
+
+/// Contents of `<data-dir>/etc/admin-token.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AdminToken {
+    pub tokenid: String,
+    pub value: String,
+    pub fingerprint: String,
+    pub repository: String,
+}
+
+/// Loads the certificate and token store, bootstraps the first token, binds the listener.
+pub fn bind(config: Config) -> Result<Bound, ServerError> {
+    let etc = config.etc_dir();
+    std::fs::create_dir_all(&etc)?;
+    let tls = tls::load_or_generate(&config)?;
+    let auth = auth::AuthStore::open(&etc)?;
+    let metrics = crate::metrics::install_for_config(&config)?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let admin_token_file = etc.join("admin-token.json");
+    let mut bootstrap = None;
+    auth.bootstrap(|authid, secret| {
+        let store = config
+            .datastores
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "store".into());
+        let host = match addr.ip() {
+            ip if ip.is_unspecified() => "localhost".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let token = AdminToken {
+            tokenid: authid.to_string(),
+            value: secret.to_string(),
+            fingerprint: tls.fingerprint.clone(),
+            repository: format!("{authid}@{host}:{}:{store}", addr.port()),
+        };
+        let json = serde_json::to_vec_pretty(&token).expect("token serializes");
+        files::write_atomic(&admin_token_file, &json, 0o600)?;
+        bootstrap = Some((authid.clone(), secret.to_string()));
+        Ok(())
+    })?;
+    let limits = &config.limits;
+    let state = Arc::new(ServerState {
+        tls: tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
+        fingerprint: tls.fingerprint.clone(),
+        auth,
+        sessions: Arc::new(Semaphore::new(limits.max_sessions)),
+        // Room for management calls next to a full house of sessions.
+        connections: Arc::new(Semaphore::new(
+            limits.max_sessions.saturating_mul(2).max(64),
+        )),
+        datastores: Mutex::new(HashMap::new()),
+        config,
+    });
+    Ok(Bound {
+        listener,
+        state,
+        addr,
+        fingerprint: tls.fingerprint,
+        bootstrap,
+        admin_token_file,
+        metrics,
+    })
+}
+
+impl Bound {
+    /// Serves until `shutdown` fires (or, without one, until Ctrl-C). Blocking.
+    pub fn serve(
+        self,
+        shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Result<(), ServerError> {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let system = actix_rt::System::new();
+        let arbiters: Vec<actix_rt::Arbiter> =
+            system.block_on(async { (0..workers).map(|_| actix_rt::Arbiter::new()).collect() });
+        let result = system.block_on(http::accept_loop(
+            self.listener,
+            self.state,
+            &arbiters,
+            shutdown,
+        ));
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        for arbiter in arbiters {
+            let _ = arbiter.join();
+        }
+        drop(self.metrics);
+        result
+    }
+}
+
+/// `chunkyard serve`: bind, tell the operator where the first token is, serve until Ctrl-C.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let bound = bind(config)?;
+    tracing::info!(addr = %bound.addr, fingerprint = %bound.fingerprint, "listening");
+    println!("chunkyard listening on {}", bound.addr);
+    println!("certificate fingerprint: {}", bound.fingerprint);
+    if bound.bootstrap.is_some() {
+        println!(
+            "first start: API token for admin@pbs written to {}",
+            bound.admin_token_file.display()
+        );
+    }
+    bound.serve(None)
+}

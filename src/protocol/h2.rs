@@ -1,0 +1,187 @@
+//! HTTP/2 plumbing shared by the backup and reader sessions: the server side of the connection
+//! that follows the protocol upgrade, request bodies with flow control, query parsing and the
+//! response envelope.
+//!
+//! The routers (`protocol::backup`, later `protocol::reader`) only see typed requests and
+//! return a [`Reply`]; how a reply becomes bytes (the `{"data": ...}` envelope, plain-text
+//! errors with a JSON content type, protocol.md 1.2) is decided here once.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::config::LimitsConfig;
+use crate::protocol::ApiError;
+
+/// The content type PBS sends on every JSON answer, errors included.
+pub const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+/// Largest header block we accept; the reference server advertises the same.
+pub const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024 * 1024;
+
+/// A successful answer of a session endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Sent as `{"data": v}` with the JSON content type.
+    Data(serde_json::Value),
+    /// Sent as-is with `application/octet-stream` (downloads).
+    Raw(Bytes),
+}
+
+pub type ReplyResult = Result<Reply, ApiError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body too large")]
+    TooLarge,
+    #[error("unable to read request body - {0}")]
+    H2(#[from] h2::Error),
+}
+
+/// Serves one HTTP/2 connection (server side, prior knowledge) until it ends. Each request
+/// runs `handler` on its own local task so a slow upload never blocks the others.
+pub async fn serve<IO, H, F>(io: IO, limits: &LimitsConfig, handler: H) -> Result<(), h2::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    H: Fn(http::Request<h2::RecvStream>) -> F + 'static,
+    F: Future<Output = ReplyResult> + 'static,
+{
+    let mut conn = h2::server::Builder::new()
+        .initial_window_size(limits.h2_window)
+        .initial_connection_window_size(limits.h2_window)
+        .max_frame_size(limits.h2_max_frame)
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .handshake::<_, Bytes>(io)
+        .await?;
+    let handler = Rc::new(handler);
+    while let Some(accepted) = conn.accept().await {
+        let (request, respond) = accepted?;
+        let handler = Rc::clone(&handler);
+        tokio::task::spawn_local(async move {
+            let reply = handler(request).await;
+            // A stream the client reset or a connection that died: nobody is left to tell.
+            let _ = send_reply(respond, reply);
+        });
+    }
+    Ok(())
+}
+
+/// Reads a request body to its end, releasing flow-control capacity as it goes.
+pub async fn read_body(body: &mut h2::RecvStream, max: usize) -> Result<Bytes, BodyError> {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(data) = body.data().await {
+        let data = data?;
+        let _ = body.flow_control().release_capacity(data.len());
+        total += data.len();
+        if total > max {
+            return Err(BodyError::TooLarge);
+        }
+        if !data.is_empty() {
+            parts.push(data);
+        }
+    }
+    // One frame (the common case for small requests) is passed on without a copy.
+    Ok(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut all = BytesMut::with_capacity(total);
+            for p in parts {
+                all.extend_from_slice(&p);
+            }
+            all.freeze()
+        }
+    })
+}
+
+/// Query string -> ordered (key, value) pairs, form-urlencoded decoding.
+pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Status, content type and body of a reply, as both HTTP layers send them.
+pub fn encode_reply(reply: ReplyResult) -> (StatusCode, &'static str, Bytes) {
+    match reply {
+        Ok(Reply::Data(value)) => {
+            let body =
+                serde_json::to_vec(&serde_json::json!({ "data": value })).unwrap_or_default();
+            (StatusCode::OK, JSON_CONTENT_TYPE, Bytes::from(body))
+        }
+        Ok(Reply::Raw(bytes)) => (StatusCode::OK, "application/octet-stream", bytes),
+        // PBS answers errors as plain text under a JSON content type; the client relies on it
+        // only to print the text.
+        Err(e) => (
+            e.status,
+            JSON_CONTENT_TYPE,
+            Bytes::from(e.message.into_bytes()),
+        ),
+    }
+}
+
+fn send_reply(
+    mut respond: h2::server::SendResponse<Bytes>,
+    reply: ReplyResult,
+) -> Result<(), h2::Error> {
+    let (status, content_type, body) = encode_reply(reply);
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if body.is_empty() {
+        respond.send_response(response, true)?;
+        return Ok(());
+    }
+    // The body is already in memory; h2 frames it out of the same buffer as the client's
+    // window allows, so queueing it whole costs no copy.
+    let mut stream = respond.send_response(response, false)?;
+    stream.send_data(body, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_decoded_in_order() {
+        let q = parse_query(Some("b=2&a=x+y&c=%2Fz&a=3"));
+        assert_eq!(
+            q,
+            vec![
+                ("b".into(), "2".into()),
+                ("a".into(), "x y".into()),
+                ("c".into(), "/z".into()),
+                ("a".into(), "3".into())
+            ]
+        );
+        assert!(parse_query(None).is_empty());
+    }
+
+    #[test]
+    fn replies_use_the_pbs_envelope() {
+        let (s, ct, b) = encode_reply(Ok(Reply::Data(serde_json::Value::Null)));
+        assert_eq!(
+            (s, ct, &b[..]),
+            (StatusCode::OK, JSON_CONTENT_TYPE, &b"{\"data\":null}"[..])
+        );
+        let (s, ct, b) = encode_reply(Err(ApiError::bad_request("nope")));
+        assert_eq!(
+            (s, ct, &b[..]),
+            (StatusCode::BAD_REQUEST, JSON_CONTENT_TYPE, &b"nope"[..])
+        );
+        let (s, ct, b) = encode_reply(Ok(Reply::Raw(Bytes::from_static(b"\x01\x02"))));
+        assert_eq!(
+            (s, ct, &b[..]),
+            (StatusCode::OK, "application/octet-stream", &b"\x01\x02"[..])
+        );
+    }
+}
