@@ -1,12 +1,31 @@
-//! PLACEHOLDER written by the transport helper until the pipeline helper's backup session
-//! lands (contract-session.md): it answers only `POST /speedtest`, so benchmark upgrades can
-//! be tested end to end. The pipeline helper owns this file and replaces it.
+//! The backup session router (`proxmox-backup-protocol-v1`, protocol.md 2): every endpoint of
+//! 2.2 with its parameters, checks, answers and error texts. It parses and checks requests,
+//! reads bodies under a per-session byte budget, and hands typed messages to the connection's
+//! `SessionActor`; nothing heavy runs here.
+//!
+//! Backpressure: a chunk or blob body is read only after its `encoded-size` has been taken from
+//! the session's budget (sized to the HTTP/2 window). Until then its bytes stay in HTTP/2 flow
+//! control, so a full pipeline slows the client instead of growing memory. The body is read
+//! once into one buffer of the announced size and passed on by ownership.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, Addr, MailboxError};
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use crate::actors::Pipeline;
+use crate::actors::session::*;
 use crate::config::LimitsConfig;
-use crate::format::Authid;
+use crate::format::{ArchiveKind, Authid};
+use crate::metrics as m;
 use crate::protocol::ApiError;
-use crate::protocol::h2::{Reply, read_body, serve};
+use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
+use crate::protocol::h2::{BodyError, Reply, ReplyResult, parse_query, read_body, serve};
 use crate::store::BackupTxn;
 
 pub struct BackupSessionStart {
@@ -16,37 +35,278 @@ pub struct BackupSessionStart {
     pub debug: bool,
 }
 
-/// Largest speedtest body accepted (the client sends 4 MiB).
-const MAX_SPEEDTEST_BODY: usize = 16 * 1024 * 1024;
+/// Largest decoded chunk (protocol.md 7).
+const MAX_CHUNK: u64 = 16 * 1024 * 1024;
+/// Largest chunk or blob body: a 16 MiB payload behind an encrypted header.
+const MAX_ENCODED: u64 = MAX_CHUNK + 44;
 
-/// Runs a backup session on the upgraded connection. This placeholder never commits: the
-/// transaction is dropped at the end, which removes the snapshot.
-pub async fn serve_session<IO>(
-    io: IO,
-    start: BackupSessionStart,
-    pipeline: Pipeline,
-    limits: LimitsConfig,
-) where
+/// `GET /` on the session.
+const SUBDIRS: [&str; 11] = [
+    "blob",
+    "dynamic_chunk",
+    "dynamic_close",
+    "dynamic_index",
+    "finish",
+    "fixed_chunk",
+    "fixed_close",
+    "fixed_index",
+    "previous",
+    "previous_backup_time",
+    "speedtest",
+];
+
+/// Runs a backup session on the upgraded connection. Finished: the snapshot was committed by
+/// `finish`. Connection lost before that, or a benchmark: the snapshot is removed.
+pub async fn serve_session<IO>(io: IO, start: BackupSessionStart, pipeline: Pipeline, limits: LimitsConfig)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let _ = pipeline;
-    let result = serve(
-        io,
-        &limits,
-        |mut req: http::Request<h2::RecvStream>| async move {
-            let path = req.uri().path().to_string();
-            match (req.method().as_str(), path.as_str()) {
-                ("POST", "/speedtest") => {
-                    read_body(req.body_mut(), MAX_SPEEDTEST_BODY).await?;
-                    Ok(Reply::Data(serde_json::Value::Null))
-                }
-                _ => Err(ApiError::no_such_path(&path)),
-            }
-        },
-    )
+    let BackupSessionStart { txn, auth, benchmark, debug } = start;
+    let label = format!("{}", txn.snapshot);
+    let session = SessionActor::new(txn, pipeline, benchmark).start();
+    let active = metrics::gauge!(m::SESSIONS_ACTIVE, m::LABEL_PROTOCOL => m::PROTOCOL_BACKUP);
+    active.increment(1.0);
+    tracing::info!(snapshot = %label, auth = %auth, benchmark, "backup session started");
+
+    let budget = limits.h2_window.max(1);
+    let router = Rc::new(Router { session: session.clone(), budget: Arc::new(Semaphore::new(budget as usize)), budget_max: budget, debug });
+    let ended = serve(io, &limits, move |req| {
+        let router = Rc::clone(&router);
+        async move { router.handle(req).await }
+    })
     .await;
-    if let Err(e) = result {
-        tracing::debug!("backup session connection ended: {e}");
+
+    let kept = session.send(EndSession).await.unwrap_or(false);
+    let outcome = match (benchmark, kept) {
+        (true, _) => m::OUTCOME_BENCHMARK,
+        (false, true) => m::OUTCOME_FINISHED,
+        (false, false) => m::OUTCOME_ABORTED,
+    };
+    metrics::counter!(m::SESSIONS, m::LABEL_PROTOCOL => m::PROTOCOL_BACKUP, m::LABEL_OUTCOME => outcome).increment(1);
+    active.decrement(1.0);
+    match (kept, ended) {
+        (true, _) => tracing::info!(snapshot = %label, "backup finished"),
+        (false, Err(e)) => tracing::warn!(snapshot = %label, "backup session ended without finish ({e}); snapshot removed"),
+        (false, Ok(())) => tracing::info!(snapshot = %label, outcome, "backup session ended without finish; snapshot removed"),
     }
-    drop(start);
+}
+
+struct Router {
+    session: Addr<SessionActor>,
+    budget: Arc<Semaphore>,
+    budget_max: u32,
+    debug: bool,
+}
+
+/// Why a sized body could not be read.
+enum SizedBody {
+    Larger(u64),
+    Shorter(u64),
+    Broken(h2::Error),
+}
+
+/// Reads exactly `expected` bytes into one buffer, releasing flow control as it goes; stops
+/// as soon as more arrives.
+async fn read_sized(body: &mut h2::RecvStream, expected: usize) -> Result<Bytes, SizedBody> {
+    let mut buf = BytesMut::with_capacity(expected);
+    while let Some(data) = body.data().await {
+        let data = data.map_err(SizedBody::Broken)?;
+        let _ = body.flow_control().release_capacity(data.len());
+        if buf.len() + data.len() > expected {
+            return Err(SizedBody::Larger((buf.len() + data.len()) as u64));
+        }
+        buf.extend_from_slice(&data);
+    }
+    if buf.len() != expected {
+        return Err(SizedBody::Shorter(buf.len() as u64));
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and drops the rest of a body, counting it.
+async fn drain(body: &mut h2::RecvStream) -> Result<u64, h2::Error> {
+    let mut n = 0;
+    while let Some(data) = body.data().await {
+        let data = data?;
+        let _ = body.flow_control().release_capacity(data.len());
+        n += data.len() as u64;
+    }
+    Ok(n)
+}
+
+fn broken(e: h2::Error) -> ApiError {
+    ApiError::bad_request(format!("unable to read request body - {e}"))
+}
+
+fn mailbox(e: MailboxError) -> ApiError {
+    ApiError::internal(format!("backup session is gone - {e}"))
+}
+
+fn null() -> ReplyResult {
+    Ok(Reply::Data(Value::Null))
+}
+
+impl Router {
+    async fn handle(&self, req: http::Request<h2::RecvStream>) -> ReplyResult {
+        let started = Instant::now();
+        let (parts, mut body) = req.into_parts();
+        // Empty path segments are dropped, as the reference router does.
+        let path: String = parts.uri.path().split('/').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
+        let path = if path.is_empty() { "/".to_string() } else { path };
+        let query = Params::from_query(parse_query(parts.uri.query()));
+        let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (endpoint, result) =
+            self.route(&parts.method, &path, query, content_type.as_deref(), &mut body).await;
+        let status = match &result {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.status,
+        };
+        metrics::counter!(m::REQUESTS, m::LABEL_ENDPOINT => endpoint, m::LABEL_STATUS => status.as_str().to_owned())
+            .increment(1);
+        metrics::histogram!(m::REQUEST_DURATION, m::LABEL_ENDPOINT => endpoint).record(started.elapsed().as_secs_f64());
+        if self.debug {
+            tracing::debug!(method = %parts.method, path = %path, status = status.as_u16(), "backup request");
+        }
+        if let Err(e) = &result {
+            tracing::info!(method = %parts.method, path = %path, "backup request failed: {}", e.message);
+        }
+        result
+    }
+
+    async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        mut params: Params,
+        content_type: Option<&str>,
+        body: &mut h2::RecvStream,
+    ) -> (&'static str, ReplyResult) {
+        use IndexKind::{Dynamic, Fixed};
+        let sync = matches!(
+            path,
+            "/dynamic_index" | "/fixed_index" | "/dynamic_close" | "/fixed_close" | "/finish" | "/previous_backup_time"
+        );
+        if sync {
+            let merged = match read_body(body, MAX_PARAM_BODY).await {
+                Ok(b) => params.merge_body(content_type, &b),
+                Err(BodyError::TooLarge) => Err(ApiError::bad_request("Request body too large")),
+                Err(e) => Err(ApiError::bad_request(e.to_string())),
+            };
+            if let Err(e) = merged {
+                return ("params", Err(e));
+            }
+        }
+        match (method.as_str(), path) {
+            ("GET", "/") => ("index", Ok(Reply::Data(json!(SUBDIRS.map(|s| json!({ "subdir": s })))))),
+            ("POST", "/blob") => ("upload_blob", self.upload_blob(params, body).await),
+            ("POST", "/dynamic_index") => ("dynamic_index", self.open_index(params, Dynamic).await),
+            ("POST", "/fixed_index") => ("fixed_index", self.open_index(params, Fixed).await),
+            ("PUT", "/dynamic_index") => ("dynamic_append", self.append(params, Dynamic).await),
+            ("PUT", "/fixed_index") => ("fixed_append", self.append(params, Fixed).await),
+            ("POST", "/dynamic_chunk") => ("upload_chunk", self.upload_chunk(params, Dynamic, body).await),
+            ("POST", "/fixed_chunk") => ("upload_chunk", self.upload_chunk(params, Fixed, body).await),
+            ("POST", "/dynamic_close") => ("dynamic_close", self.close(params, Dynamic).await),
+            ("POST", "/fixed_close") => ("fixed_close", self.close(params, Fixed).await),
+            ("POST", "/finish") => ("finish", self.ask(FinishBackup).await.map(|()| Reply::Data(Value::Null))),
+            ("GET", "/previous") => ("previous", self.previous(params).await),
+            ("GET", "/previous_backup_time") => {
+                let t = self.session.send(PreviousBackupTime).await.map_err(mailbox);
+                ("previous_backup_time", t.map(|t| Reply::Data(json!(t))))
+            }
+            ("POST", "/speedtest") => ("speedtest", drain(body).await.map_err(broken).and_then(|_| null())),
+            (m, p) if SUBDIRS.iter().any(|s| p.strip_prefix('/') == Some(*s)) => {
+                ("unknown", Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Unsupported method '{m}'"))))
+            }
+            (_, p) => ("unknown", Err(ApiError::no_such_path(p))),
+        }
+    }
+
+    /// Sends a message whose answer is a `SessionError` result.
+    async fn ask<M, T>(&self, msg: M) -> Result<T, ApiError>
+    where
+        M: actix::Message<Result = Result<T, crate::actors::SessionError>> + Send + 'static,
+        T: Send + 'static,
+        SessionActor: actix::Handler<M>,
+    {
+        Ok(self.session.send(msg).await.map_err(mailbox)??)
+    }
+
+    /// Waits for `encoded` bytes of the session's budget (capped at the whole budget).
+    async fn reserve(&self, encoded: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let n = (encoded.min(u64::from(self.budget_max)) as u32).max(1);
+        self.budget.clone().acquire_many_owned(n).await.map_err(|_| ApiError::internal("session budget closed"))
+    }
+
+    async fn upload_blob(&self, p: Params, body: &mut h2::RecvStream) -> ReplyResult {
+        let name = p.archive("file-name", ArchiveKind::Blob)?;
+        let expected = p.int("encoded-size", 12, MAX_ENCODED)?;
+        let _budget = self.reserve(expected).await?;
+        let blob = match read_sized(body, expected as usize).await {
+            Ok(b) => b,
+            Err(SizedBody::Broken(e)) => return Err(broken(e)),
+            Err(SizedBody::Shorter(got)) => return Err(blob_length(expected, got)),
+            Err(SizedBody::Larger(seen)) => return Err(blob_length(expected, seen + drain(body).await.map_err(broken)?)),
+        };
+        self.ask(UploadBlob { name, blob }).await?;
+        null()
+    }
+
+    async fn open_index(&self, p: Params, kind: IndexKind) -> ReplyResult {
+        let msg = match kind {
+            IndexKind::Dynamic => OpenIndex { name: p.archive("archive-name", ArchiveKind::Dynamic)?, fixed: None },
+            IndexKind::Fixed => {
+                let name = p.archive("archive-name", ArchiveKind::Fixed)?;
+                let size = p.int("size", 1, u64::MAX)?;
+                OpenIndex { name, fixed: Some((size, p.opt_str("reuse-csum")?.map(str::to_owned))) }
+            }
+        };
+        let wid = self.ask(msg).await?;
+        Ok(Reply::Data(json!(wid)))
+    }
+
+    async fn upload_chunk(&self, p: Params, kind: IndexKind, body: &mut h2::RecvStream) -> ReplyResult {
+        let wid = p.int("wid", 1, MAX_WID)?;
+        let digest = p.digest("digest")?;
+        let size = p.int("size", 1, MAX_CHUNK)?;
+        let encoded = p.int("encoded-size", 13, MAX_ENCODED)?;
+        // Held until the chunk is stored: this is what bounds a session's memory.
+        let _budget = self.reserve(encoded).await?;
+        let blob = match read_sized(body, encoded as usize).await {
+            Ok(b) => b,
+            Err(SizedBody::Broken(e)) => return Err(broken(e)),
+            Err(SizedBody::Larger(_)) => return Err(ApiError::bad_request("uploaded chunk is larger than announced.")),
+            Err(SizedBody::Shorter(_)) => return Err(ApiError::bad_request("uploaded chunk has unexpected size.")),
+        };
+        let digest = self.ask(UploadChunk { kind, wid, digest, size, blob }).await?;
+        Ok(Reply::Data(json!(digest.to_hex())))
+    }
+
+    async fn append(&self, p: Params, kind: IndexKind) -> ReplyResult {
+        let wid = p.int("wid", 1, MAX_WID)?;
+        let digests = p.digest_list("digest-list")?;
+        let offsets = p.offset_list("offset-list")?;
+        self.ask(AppendIndex { kind, wid, digests, offsets }).await?;
+        null()
+    }
+
+    async fn close(&self, p: Params, kind: IndexKind) -> ReplyResult {
+        let wid = p.int("wid", 1, MAX_WID)?;
+        // Dynamic indexes cannot be empty; an incremental fixed index may add nothing.
+        let min = if kind == IndexKind::Dynamic { 1 } else { 0 };
+        let chunk_count = p.int("chunk-count", min, u64::MAX)?;
+        let size = p.int("size", min, u64::MAX)?;
+        let csum = p.str("csum")?.to_owned();
+        self.ask(CloseWriter { kind, wid, chunk_count, size, csum }).await?;
+        null()
+    }
+
+    async fn previous(&self, p: Params) -> ReplyResult {
+        let name = p.any_archive("archive-name")?;
+        let raw = self.ask(DownloadPrevious { name }).await?;
+        Ok(Reply::Raw(raw))
+    }
+}
+
+fn blob_length(expected: u64, got: u64) -> ApiError {
+    crate::actors::SessionError::BlobLength { expected, got }.into()
 }

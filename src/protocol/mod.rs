@@ -4,6 +4,7 @@
 //! through [`error::ApiError`]. [`h2`] holds the connection plumbing both sessions share.
 
 pub mod backup;
+mod backup_params;
 pub mod error;
 pub mod h2;
 
