@@ -46,7 +46,7 @@ fn upload_stats(m: &Manifest) -> [u64; 4] {
 
 #[tokio::test]
 async fn fixed_and_dynamic_archives_round_trip_and_dedup_incrementally() {
-    let server = TestServer::start();
+    let server = server();
     let store = server.store_path();
     // 2 full fixed chunks + a short one; a dynamic archive with a repeated region.
     let image = Bytes::from(data(2 * 4 * 1024 * 1024 + 12345, 1));
@@ -127,7 +127,7 @@ fn repeated_bytes(didx: &DynamicIndex, reused: usize) -> u64 {
 
 #[tokio::test]
 async fn a_second_upload_of_a_stored_chunk_counts_as_duplicate() {
-    let server = TestServer::start();
+    let server = server();
     let (digest, raw) = chunk(&data(100_000, 7));
     for (i, id) in ["dup-a", "dup-b"].into_iter().enumerate() {
         let s = session(&server, id, T0).await;
@@ -146,7 +146,7 @@ async fn a_second_upload_of_a_stored_chunk_counts_as_duplicate() {
 
 #[tokio::test]
 async fn benchmark_sessions_never_persist() {
-    let server = TestServer::start();
+    let server = server();
     let s = client(&server).start_backup(&BackupParams::benchmark(&server.store, T0)).await.unwrap();
     for _ in 0..3 {
         assert_eq!(s.speedtest(Bytes::from(vec![0x5a; 4 * 1024 * 1024])).await.unwrap(), serde_json::Value::Null);

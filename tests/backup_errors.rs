@@ -41,7 +41,7 @@ async fn raw_post(s: &BackupSession, path: &str, query: &str, body: Bytes) -> Re
 
 #[tokio::test]
 async fn chunk_uploads_are_verified() {
-    let server = TestServer::start();
+    let server = server();
     let s = session(&server, "chunks", T0).await;
     let wid = s.create_dynamic_index("a.didx").await.unwrap();
     let plain = data(5000, 3);
@@ -70,7 +70,7 @@ async fn chunk_uploads_are_verified() {
 
 #[tokio::test]
 async fn blobs_need_a_correct_crc_and_length() {
-    let server = TestServer::start();
+    let server = server();
     let s = session(&server, "blobs", T0).await;
     let blob = Bytes::from(chunkyard::format::blob::encode(b"hello", false).unwrap());
     let mut bad = blob.to_vec();
@@ -86,7 +86,7 @@ async fn blobs_need_a_correct_crc_and_length() {
 
 #[tokio::test]
 async fn appends_need_known_chunks_valid_offsets_and_a_writer() {
-    let server = TestServer::start();
+    let server = server();
     let (s, wid, digest) = with_chunk(&server, "append").await;
     let unknown = Digest::of(b"never uploaded");
     assert_refused(s.append(IndexKind::Dynamic, wid, &[digest, unknown], &[0, 1000]).await, BAD, &format!("no such chunk {}", unknown.to_hex()));
@@ -101,7 +101,7 @@ async fn appends_need_known_chunks_valid_offsets_and_a_writer() {
 
 #[tokio::test]
 async fn close_checks_count_size_and_csum() {
-    let server = TestServer::start();
+    let server = server();
     let (s, wid, digest) = with_chunk(&server, "close").await;
     s.append(IndexKind::Dynamic, wid, &[digest], &[0]).await.unwrap();
     let csum = didx_csum(&[(1000, digest)]);
@@ -128,7 +128,7 @@ async fn close_checks_count_size_and_csum() {
 
 #[tokio::test]
 async fn fixed_index_rules_and_holes() {
-    let server = TestServer::start();
+    let server = server();
     let s = session(&server, "fixed", T0).await;
     let size = 2 * MIB4;
     let wid = s.create_fixed_index("disk.img.fidx", size, None).await.unwrap();
@@ -151,7 +151,7 @@ async fn fixed_index_rules_and_holes() {
 
 #[tokio::test]
 async fn writers_are_limited_unique_and_finish_needs_everything_closed() {
-    let server = TestServer::start();
+    let server = server();
     let (s, wid, digest) = with_chunk(&server, "finish").await;
     assert_refused(s.create_dynamic_index("a.didx").await, BAD, "archive 'a.didx' was already opened in this session");
     assert_refused(s.create_fixed_index("../a.fidx", 1, None).await.map(drop), BAD, "parameter verification failed - 'archive-name': value does not match the regex pattern");
@@ -194,7 +194,7 @@ async fn writers_are_limited_unique_and_finish_needs_everything_closed() {
 
 #[tokio::test]
 async fn finish_without_files_is_refused() {
-    let server = TestServer::start();
+    let server = server();
     let s = session(&server, "empty", T0).await;
     assert_refused(s.finish().await, BAD, "backup does not contain valid files (file count == 0)");
     abandon_and_check(&server, s, "empty", T0, true).await;
@@ -202,7 +202,7 @@ async fn finish_without_files_is_refused() {
 
 #[tokio::test]
 async fn group_lock_time_order_names_and_tokens_are_checked_at_upgrade() {
-    let server = TestServer::start();
+    let server = server();
     let c = client(&server);
     // One writer per group.
     let first = session(&server, "locked", T0).await;

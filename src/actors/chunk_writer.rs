@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::actors::SessionError;
 use crate::actors::uring::{UringWriter, WriteItem};
-use crate::config::{FsyncPolicy, PipelineConfig};
+use crate::config::PipelineConfig;
 use crate::format::Digest;
 use crate::metrics::{self as m, Stage};
 use crate::store::{Datastore, InsertOutcome, InsertPlan, StoreError};
@@ -99,7 +99,7 @@ impl ChunkWriter {
         let queue = cfg.writer_queue.max(1);
         let (tx, rx) = crossbeam_channel::bounded(queue);
         let uring = if cfg.io_uring {
-            match UringWriter::new(cfg.uring_depth, cfg.fsync == FsyncPolicy::File) {
+            match UringWriter::new(cfg.uring_depth) {
                 Ok(u) => Some(u),
                 Err(e) => {
                     tracing::warn!("io_uring unavailable ({e}); chunk writer falls back to plain file I/O");
@@ -169,7 +169,9 @@ impl ChunkWriter {
             .iter()
             .map(|(j, tmp, dest, dir)| WriteItem { tmp, dest, dir, data: &j.msg.blob })
             .collect();
-        let results = self.uring.as_mut().expect("uring mode").write_batch(&items);
+        // The datastore's own sync level decides, exactly as for the fallback's `insert`.
+        let fsync = to_write.iter().any(|(j, ..)| j.msg.store.chunks().fsync());
+        let results = self.uring.as_mut().expect("uring mode").write_batch(&items, fsync);
         drop(items);
         for ((job, _, dest, _), r) in to_write.into_iter().zip(results) {
             let r = r

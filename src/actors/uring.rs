@@ -20,7 +20,6 @@ pub struct WriteItem<'a> {
 
 pub struct UringWriter {
     ring: IoUring,
-    fsync: bool,
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -29,10 +28,10 @@ fn cstr(p: &Path) -> io::Result<CString> {
 
 impl UringWriter {
     /// Fails where the kernel (or a seccomp filter) refuses io_uring; the caller falls back.
-    pub fn new(depth: u32, fsync: bool) -> io::Result<UringWriter> {
+    pub fn new(depth: u32) -> io::Result<UringWriter> {
         let ring = IoUring::new(depth.clamp(4, 4096))?;
         // A no-op round trip proves submission really works (some sandboxes allow setup only).
-        let mut w = UringWriter { ring, fsync };
+        let mut w = UringWriter { ring };
         w.run(vec![opcode::Nop::new().build()])?.into_iter().next().unwrap_or(Ok(0))?;
         Ok(w)
     }
@@ -72,15 +71,16 @@ impl UringWriter {
         Ok(results)
     }
 
-    /// Creates every item's file; returns one result per item. A failed item leaves no tmp file.
-    pub fn write_batch(&mut self, items: &[WriteItem<'_>]) -> Vec<io::Result<()>> {
-        match self.try_write_batch(items) {
+    /// Creates every item's file (fsyncing files and directories if `fsync`); returns one
+    /// result per item. A failed item leaves no tmp file.
+    pub fn write_batch(&mut self, items: &[WriteItem<'_>], fsync: bool) -> Vec<io::Result<()>> {
+        match self.try_write_batch(items, fsync) {
             Ok(r) => r,
             Err(e) => items.iter().map(|_| Err(io::Error::new(e.kind(), e.to_string()))).collect(),
         }
     }
 
-    fn try_write_batch(&mut self, items: &[WriteItem<'_>]) -> io::Result<Vec<io::Result<()>>> {
+    fn try_write_batch(&mut self, items: &[WriteItem<'_>], fsync: bool) -> io::Result<Vec<io::Result<()>>> {
         let n = items.len();
         let mut status: Vec<io::Result<()>> = (0..n).map(|_| Ok(())).collect();
         let tmps = items.iter().map(|i| cstr(i.tmp)).collect::<io::Result<Vec<_>>>()?;
@@ -127,7 +127,7 @@ impl UringWriter {
         }
 
         // 3. fsync the files (policy `file`)
-        if self.fsync {
+        if fsync {
             let ok: Vec<usize> = (0..n).filter(|&i| status[i].is_ok() && fds[i].is_some()).collect();
             let syncs = ok.iter().map(|&i| opcode::Fsync::new(types::Fd(fds[i].unwrap())).build()).collect();
             for (&i, r) in ok.iter().zip(self.run(syncs)?) {
@@ -161,7 +161,7 @@ impl UringWriter {
         }
 
         // 6. fsync each touched directory once, so the renames are durable
-        if self.fsync {
+        if fsync {
             let mut dirs: BTreeMap<&Path, Vec<usize>> = BTreeMap::new();
             for i in (0..n).filter(|&i| status[i].is_ok()) {
                 dirs.entry(items[i].dir).or_default().push(i);

@@ -3,8 +3,8 @@
 
 use super::*;
 
-fn writer(fsync: bool) -> Option<UringWriter> {
-    match UringWriter::new(8, fsync) {
+fn writer() -> Option<UringWriter> {
+    match UringWriter::new(8) {
         Ok(w) => Some(w),
         Err(e) => {
             eprintln!("io_uring unavailable here ({e}); skipping");
@@ -15,7 +15,7 @@ fn writer(fsync: bool) -> Option<UringWriter> {
 
 #[test]
 fn batch_writes_files_durably_and_renames_them() {
-    let Some(mut w) = writer(true) else { return };
+    let Some(mut w) = writer() else { return };
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("abcd");
     std::fs::create_dir(&sub).unwrap();
@@ -27,7 +27,7 @@ fn batch_writes_files_durably_and_renames_them() {
         .zip(&datas)
         .map(|((tmp, dest), data)| WriteItem { tmp, dest, dir: &sub, data })
         .collect();
-    let results = w.write_batch(&items);
+    let results = w.write_batch(&items, true);
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     for ((tmp, dest), data) in paths.iter().zip(&datas) {
         assert_eq!(&std::fs::read(dest).unwrap(), data);
@@ -37,7 +37,7 @@ fn batch_writes_files_durably_and_renames_them() {
 
 #[test]
 fn a_failing_item_fails_alone_and_leaves_no_file() {
-    let Some(mut w) = writer(false) else { return };
+    let Some(mut w) = writer() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (ok_tmp, ok_dest) = (d.join("a.tmp"), d.join("a"));
@@ -51,7 +51,7 @@ fn a_failing_item_fails_alone_and_leaves_no_file() {
         WriteItem { tmp: &busy_tmp, dest: &busy_dest, dir: d, data: b"two" },
         WriteItem { tmp: &bad_tmp, dest: &bad_dest, dir: d, data: b"three" },
     ];
-    let r = w.write_batch(&items);
+    let r = w.write_batch(&items, true);
     assert!(r[0].is_ok());
     assert_eq!(r[1].as_ref().unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
     assert_eq!(r[2].as_ref().unwrap_err().kind(), std::io::ErrorKind::NotFound);
