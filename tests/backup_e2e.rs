@@ -154,3 +154,72 @@ async fn benchmark_sessions_never_persist() {
     drop(s);
     assert_removed(&group_dir(&server, "benchmark")).await;
 }
+
+#[tokio::test]
+async fn reuse_csum_clones_the_previous_fixed_index() {
+    use chunkyard::client::IndexKind;
+    let server = server();
+    let image = Bytes::from(data(2 * 4 * 1024 * 1024, 5));
+    let s = session(&server, "vm", T0).await;
+    assert_refused(s.create_fixed_index("disk.img.fidx", image.len() as u64, Some("00")).await, http::StatusCode::BAD_REQUEST, "cannot reuse index - no valid previous backup exists");
+    let mut up = s.uploader(BackupOptions::default()).await.unwrap();
+    let first = up.fixed("disk.img.fidx", image.clone()).await.unwrap();
+    up.finish().await.unwrap();
+    drop(s);
+
+    let s = session(&server, "vm", T0 + 1).await;
+    let csum = hex::encode(first.csum);
+    let size = image.len() as u64;
+    assert_refused(
+        s.create_fixed_index("disk.img.fidx", size, Some(&"ab".repeat(32))).await,
+        http::StatusCode::BAD_REQUEST,
+        &format!("expected csum ({}) doesn't match last backup's ({csum}), cannot do incremental backup", "ab".repeat(32)),
+    );
+    assert_refused(s.create_fixed_index("other.img.fidx", size, Some(&csum)).await, http::StatusCode::BAD_REQUEST, "cannot reuse index - no previous backup exists for archive");
+    let wid = s.create_fixed_index("disk.img.fidx", size, Some(&csum)).await.unwrap();
+    // Only the second chunk changes; the first is cloned from the base index.
+    let mut second = image[4 * 1024 * 1024..].to_vec();
+    second[0] ^= 1;
+    let (d2, raw2) = chunk(&second);
+    s.upload_chunk(IndexKind::Fixed, wid, &d2, second.len() as u64, raw2).await.unwrap();
+    s.append(IndexKind::Fixed, wid, &[d2], &[4 * 1024 * 1024]).await.unwrap();
+    let d1 = Digest::of(&image[..4 * 1024 * 1024]);
+    let merged = FixedIndex { uuid: [0; 16], ctime: 0, size, chunk_size: 4 * 1024 * 1024, digests: vec![d1, d2] };
+    s.close(IndexKind::Fixed, wid, 1, 0, &merged.csum()).await.unwrap();
+    let m = Manifest { backup_type: "host".into(), backup_id: "vm".into(), backup_time: T0 + 1, files: vec![], unprotected: Default::default(), signature: None };
+    s.upload_blob("index.json.blob", Bytes::from(m.to_blob())).await.unwrap();
+    s.finish().await.unwrap();
+    drop(s);
+    let raw = std::fs::read(snapshot_dir(&server, "vm", T0 + 1).join("disk.img.fidx")).unwrap();
+    assert_eq!(FixedIndex::parse(&raw).unwrap().digests, vec![d1, d2]);
+}
+
+#[tokio::test]
+async fn listing_unknown_paths_and_previous_without_base() {
+    use http::{Method, StatusCode};
+    let server = server();
+    let s = session(&server, "misc", T0).await;
+    let listing = s.request(Method::GET, "/", "", Bytes::new(), "application/x-www-form-urlencoded").await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&listing.body).unwrap();
+    let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|e| e["subdir"].as_str().unwrap()).collect();
+    assert_eq!(names, ["blob", "dynamic_chunk", "dynamic_close", "dynamic_index", "finish", "fixed_chunk", "fixed_close", "fixed_index", "previous", "previous_backup_time", "speedtest"]);
+    let r = s.request(Method::GET, "/nonsense", "", Bytes::new(), "application/x-www-form-urlencoded").await.unwrap();
+    assert_eq!((r.status, r.text()), (StatusCode::NOT_FOUND, "Path '/nonsense' not found.".to_string()));
+    assert_eq!(s.previous_backup_time().await.unwrap(), None);
+    assert_refused(s.previous("index.json.blob").await, StatusCode::BAD_REQUEST, "no valid previous backup");
+    assert_refused(s.previous("x.txt").await, StatusCode::BAD_REQUEST, "unknown archive type: x.txt");
+    drop(s);
+    assert_removed(&group_dir(&server, "misc")).await;
+
+    // With a base: a missing blob is 404, a missing index 400.
+    let s = session(&server, "misc", T0).await;
+    let mut up = s.uploader(BackupOptions::default()).await.unwrap();
+    up.blob("a.conf.blob", b"a").await.unwrap();
+    up.finish().await.unwrap();
+    drop(s);
+    let s = session(&server, "misc", T0 + 1).await;
+    let base = snapshot_dir(&server, "misc", T0);
+    assert_refused(s.previous("b.conf.blob").await, StatusCode::NOT_FOUND, &format!("open file \"{}\" failed - not found", base.join("b.conf.blob").display()));
+    assert_refused_prefix(s.previous("x.didx").await, StatusCode::BAD_REQUEST, "Unable to open dynamic index");
+    assert_eq!(s.previous("a.conf.blob").await.unwrap(), std::fs::read(base.join("a.conf.blob")).unwrap());
+}

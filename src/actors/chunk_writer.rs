@@ -197,3 +197,7 @@ fn finish_job(job: Job, result: Result<Stored, StoreError>, method: WriteMethod)
     // The session may have gone away meanwhile; the chunk is on disk either way.
     let _ = job.reply.send(result);
 }
+
+#[cfg(test)]
+#[path = "chunk_writer_tests.rs"]
+mod tests;
