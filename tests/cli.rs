@@ -143,3 +143,50 @@ fn cert_fingerprint_is_sha256_of_the_leaf_certificate() {
     assert_eq!(code(&o), 1);
     assert!(text(&o.stderr).contains("proxy.pem") && text(&o.stderr).contains("chunkyard serve"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn datastore_create_makes_a_pbs_layout_and_registers_it_for_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    // One create only: making 65536 chunk directories takes seconds on a loaded machine.
+    let o = chunkyard(dir.path(), &["datastore", "create", "backups", "rel/backups", "--json"], &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let root = dir.path().join("rel/backups");
+    assert_eq!(v["datastore"]["name"], "backups");
+    assert_eq!(v["datastore"]["path"], root.to_str().unwrap());
+    assert!(root.join(".chunks/0000").is_dir() && root.join(".chunks/ffff").is_dir() && root.join(".lock").is_file());
+
+
+    // a second create of the same name is refused and changes nothing
+    let registry = dir.path().join("etc/datastores.toml");
+    let before = std::fs::read(&registry).unwrap();
+    let o = chunkyard(dir.path(), &["--log-json", "datastore", "create", "backups", "other"], &[]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(log_lines(&o).last().unwrap()["msgid"], "Datastore.Exists");
+    assert!(!dir.path().join("other").exists());
+    let o = chunkyard(dir.path(), &["datastore", "create", "store", "other"], &[]);
+    assert_eq!(code(&o), 1, "the configured default 'store' exists too");
+    assert_eq!(std::fs::read(&registry).unwrap(), before);
+
+    // list (the view serve gets) merges the registry over the config
+    let abs = dir.path().join("abs-store");
+    std::fs::create_dir_all(abs.join(".chunks")).unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, format!("[datastores]\nstore = \"store\"\noffsite = {:?}\n", abs.to_str().unwrap())).unwrap();
+    let o = chunkyard(dir.path(), &["-c", file.to_str().unwrap(), "datastore", "list", "--json"], &[]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(String, String, bool)> = v["datastores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().into(), d["source"].as_str().unwrap().into(), d["exists"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("backups".into(), "registry".into(), true),
+            ("offsite".into(), "config".into(), true),
+            ("store".into(), "config".into(), false)
+        ]
+    );
+}

@@ -27,6 +27,12 @@ fn create(cli: &Cli, name: &str, path: &std::path::Path, as_json: bool) -> Resul
         return Err(CliError::new(exit::ERROR, "Datastore.Exists", format!("datastore '{name}' already exists")));
     }
     let root = if path.is_absolute() { path.to_path_buf() } else { config.data_dir.join(path) };
+    // The store creates its own directory but not its parents (the data dir may be new).
+    if let Some(parent) = root.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            CliError::new(exit::ERROR, "Datastore.CreateFailed", format!("creating {}: {e}", parent.display()))
+        })?;
+    }
     Datastore::create(name.clone(), &root)
         .map_err(|e| CliError::new(exit::ERROR, "Datastore.CreateFailed", format!("creating datastore '{name}': {e}")))?;
     config::register_datastore(&config, name.as_str(), path)?;

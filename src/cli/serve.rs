@@ -5,10 +5,11 @@ use serde_json::json;
 use super::{exit, output, CertCommand, Cli, CliError, ServeArgs};
 use crate::config::Config;
 
+/// Blocks until the server stops (Ctrl-C). Metrics, certificate and first-start token are
+/// the server's startup (`server::run`).
 pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
     let config = super::load_config(cli, args.listen)?;
-    let _ = config;
-    Err(CliError::new(exit::ERROR, "Server.Unavailable", "the server is not part of this build yet"))
+    crate::server::run(config).map_err(|e| CliError::new(exit::ERROR, "Server.Failed", e.to_string()))
 }
 
 /// The certificate `serve` uses: the configured one, or the generated `<data-dir>/etc/proxy.pem`.
@@ -31,7 +32,6 @@ pub fn cert(cli: &Cli, cmd: &CertCommand) -> Result<(), CliError> {
 
 fn fingerprint_of(path: &std::path::Path) -> Result<String, CliError> {
     use rustls::pki_types::pem::PemObject;
-    use sha2::Digest as _;
     let pem = std::fs::read(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound { " (run `chunkyard serve` once to generate it)" } else { "" };
         CliError::new(exit::ERROR, "Cert.Unreadable", format!("cannot read {}: {e}{hint}", path.display()))
@@ -40,6 +40,5 @@ fn fingerprint_of(path: &std::path::Path) -> Result<String, CliError> {
         .next()
         .ok_or_else(|| CliError::new(exit::ERROR, "Cert.Invalid", format!("{}: no certificate found", path.display())))?
         .map_err(|e| CliError::new(exit::ERROR, "Cert.Invalid", format!("{}: {e}", path.display())))?;
-    let digest = sha2::Sha256::digest(leaf.as_ref());
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+    Ok(crate::format::fingerprint::cert_fingerprint(leaf.as_ref()))
 }
