@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::format::manifest::Manifest;
 use crate::format::{ArchiveName, Authid, GroupRef, Namespace, SnapshotRef};
 use crate::store::durable::{self, io_err};
-use crate::store::list::{MANIFEST_NAME, OWNER_NAME};
+use crate::store::list::OWNER_NAME;
 use crate::store::lock::{DirLock, SharedGuard};
 use crate::store::{Datastore, Result, StoreError};
 
@@ -63,10 +63,8 @@ impl Drop for Cleanup {
         if self.committed {
             return;
         }
-        if let Some(dir) = &self.snapshot_dir {
-            if let Err(e) = std::fs::remove_dir_all(dir) {
-                tracing::warn!(?dir, %e, "unable to remove unfinished snapshot");
-            }
+        if let Some(Err(e)) = self.snapshot_dir.as_ref().map(std::fs::remove_dir_all) {
+            tracing::warn!(dir = ?self.snapshot_dir, %e, "unable to remove unfinished snapshot");
         }
         if let Some(dir) = &self.group_dir {
             remove_created_group(dir);
@@ -215,10 +213,7 @@ fn lock_or_create_group(
 fn find_base(store: &Datastore, ns: &Namespace, group: &GroupRef) -> Result<Option<BaseSnapshot>> {
     let Some(last) = store.last_finished(ns, group)? else { return Ok(None) };
     let path = store.snapshot_path(ns, &last.snapshot);
-    let manifest_path = path.join(MANIFEST_NAME);
-    let raw = std::fs::read(&manifest_path).map_err(io_err("unable to load manifest", &manifest_path))?;
-    let manifest = Manifest::from_blob(&raw)
-        .map_err(|e| StoreError::Corrupt(format!("unable to load manifest {manifest_path:?} - {e}")))?;
+    let manifest = crate::store::admin::load_manifest(&path)?;
     if verify_failed(&manifest) {
         return Ok(None);
     }

@@ -7,6 +7,7 @@
 //! `chunk_store.rs`, `backup.rs` (a backup's lifecycle), `list.rs` (reading the tree),
 //! `admin.rs` (namespaces, forget, protection, notes).
 
+pub mod admin;
 pub mod backup;
 pub mod chunk_store;
 pub mod durable;
@@ -19,7 +20,9 @@ use std::sync::Arc;
 
 use crate::format::{DatastoreName, GroupRef, NameError, Namespace, SnapshotRef};
 
+pub use admin::{SnapshotReader, load_manifest};
 pub use backup::{BackupTxn, BaseSnapshot};
+pub use list::SnapshotInfo;
 pub use chunk_store::{ChunkBackend, ChunkStore, InsertOutcome, InsertPlan};
 pub use durable::{fsync_dir, write_atomic};
 pub use lock::{DirLock, ProcessLocker, SharedGuard};
@@ -55,6 +58,9 @@ pub struct Datastore {
     root: PathBuf,
     chunks: ChunkStore,
     locker: Arc<ProcessLocker>,
+    /// Serialises manifest rewrites (verify state, notes) within this process; PBS's lock
+    /// file under /run is not shared with it.
+    manifest_lock: std::sync::Mutex<()>,
 }
 
 impl Datastore {
@@ -84,7 +90,7 @@ impl Datastore {
         }
         ensure_lock_file(root)?;
         let locker = Arc::new(ProcessLocker::open(&root.join(".lock"))?);
-        Ok(Datastore { name, root: root.to_path_buf(), chunks: ChunkStore::new(chunks_dir), locker })
+        Ok(Datastore { name, root: root.to_path_buf(), chunks: ChunkStore::new(chunks_dir), locker, manifest_lock: Default::default() })
     }
 
     /// The `.lock` file's in-process lock bookkeeping (writers hold it shared, GC exclusive).
