@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::format::Digest;
 use crate::format::blob::{self, BlobError, BlobKind, PLAIN_HEADER_LEN};
+use crate::format::fingerprint::colon_hex;
 use crate::format::manifest::{Manifest, ManifestError};
 
 /// AES-256-GCM with the 16-byte IV PBS uses (GCM derives J0 through GHASH for it).
@@ -197,10 +198,6 @@ impl CryptConfig {
     fn cipher(&self) -> Aes256Gcm16 {
         Aes256Gcm16::new_from_slice(&self.enc_key).expect("32-byte key")
     }
-}
-
-fn colon_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Parses the full colon-separated fingerprint form.

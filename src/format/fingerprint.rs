@@ -4,9 +4,13 @@
 use sha2::{Digest as _, Sha256};
 
 pub fn cert_fingerprint(der: &[u8]) -> String {
-    let digest = Sha256::digest(der);
-    let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02x}")).collect();
-    pairs.join(":")
+    colon_hex(&Sha256::digest(der))
+}
+
+/// Lowercase hex byte pairs joined by `:`, PBS's form for every fingerprint (certificates and
+/// encryption keys alike).
+pub fn colon_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 #[cfg(test)]
