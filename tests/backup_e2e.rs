@@ -223,3 +223,30 @@ async fn listing_unknown_paths_and_previous_without_base() {
     assert_refused_prefix(s.previous("x.didx").await, StatusCode::BAD_REQUEST, "Unable to open dynamic index");
     assert_eq!(s.previous("a.conf.blob").await.unwrap(), std::fs::read(base.join("a.conf.blob")).unwrap());
 }
+
+#[tokio::test]
+async fn concurrent_sessions_share_the_pipeline() {
+    let server = server();
+    let jobs = (0..4u64).map(|i| {
+        let server = &server;
+        async move {
+            let image = Bytes::from(data(3 * 1024 * 1024 + i as usize, 100 + i));
+            let id = format!("par{i}");
+            let s = session(server, &id, T0).await;
+            let mut up = s.uploader(BackupOptions { dynamic_avg: 128 * 1024, ..BackupOptions::default() }).await.unwrap();
+            let a = up.dynamic("a.pxar.didx", image.clone()).await.unwrap();
+            let b = up.fixed("b.img.fidx", image.clone()).await.unwrap();
+            up.finish().await.unwrap();
+            drop(s);
+            (id, image, a.csum, b.csum)
+        }
+    });
+    for (id, image, a, b) in futures_util::future::join_all(jobs).await {
+        let dir = snapshot_dir(&server, &id, T0);
+        let didx = DynamicIndex::parse(&std::fs::read(dir.join("a.pxar.didx")).unwrap()).unwrap();
+        let fidx = FixedIndex::parse(&std::fs::read(dir.join("b.img.fidx")).unwrap()).unwrap();
+        assert_eq!((didx.csum(), fidx.csum()), (a, b));
+        let chunks = (0..didx.entries.len()).map(|i| (didx.entries[i].digest, didx.chunk_len(i)));
+        assert_eq!(reassemble(&server.store_path(), chunks), image.to_vec());
+    }
+}

@@ -168,6 +168,13 @@ impl Router {
             tracing::debug!(method = %parts.method, path = %path, status = status.as_u16(), "backup request");
         }
         if let Err(e) = &result {
+            let kind = match e.status {
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                s if s.is_server_error() => "internal",
+                _ => "bad_request",
+            };
+            metrics::counter!(m::ERRORS, m::LABEL_KIND => kind).increment(1);
             tracing::info!(method = %parts.method, path = %path, "backup request failed: {}", e.message);
         }
         result
