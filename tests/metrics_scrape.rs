@@ -45,3 +45,75 @@ fn every_catalogue_metric_passes_promtool_lint() {
     }
     lint(&text);
 }
+
+/// The value of one series (exact name + label set as rendered), or 0 if absent.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// Sum over all label sets of a metric.
+fn total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn real_backup_is_visible_in_a_scrape_that_promtool_accepts() {
+    use bytes::Bytes;
+    use chunkyard::client::{BackupOptions, BackupParams, HttpClient};
+    use chunkyard::server::testing::TestServer;
+
+    let server = TestServer::start();
+    // An existing chunk store is opened, not created: skips making 65536 directories up front.
+    std::fs::create_dir_all(server.store_path().join(".chunks")).unwrap();
+    let metrics_addr = server.metrics_addr.expect("TestServer runs the metrics listener");
+    let before = scrape(metrics_addr);
+
+    // 9 MiB of distinct pseudo-random data (three fixed chunks, no two alike), then the same
+    // again as a second snapshot: the second run reuses all three without uploading.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..9 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let data = Bytes::from(data);
+    let client = HttpClient::new(server.client_config()).unwrap();
+    for (n, time) in [1_700_000_000i64, 1_700_000_100].into_iter().enumerate() {
+        let session = client
+            .start_backup(&BackupParams::new(&server.store, "host", "metrics-scrape", time))
+            .await
+            .unwrap_or_else(|e| panic!("backup {n}: {e}"));
+        let mut up = session.uploader(BackupOptions::default()).await.unwrap();
+        up.fixed("disk.img.fidx", data.clone()).await.unwrap();
+        up.finish().await.unwrap();
+    }
+
+    let text = scrape(metrics_addr);
+    lint(&text);
+    use chunkyard::metrics as m;
+    let grew = |name: &str| total(&text, name) - total(&before, name);
+    assert!(grew(m::CHUNKS_UPLOADED) >= 3.0, "{text}");
+    assert!(grew(m::CHUNKS_WRITTEN) >= 3.0, "{text}");
+    assert!(grew(m::BYTES_WRITTEN) > 0.0 && grew(m::BYTES_ENCODED) > 0.0, "{text}");
+    assert!(grew(m::BYTES_ORIGINAL) >= (9 * 1024 * 1024) as f64, "{text}");
+    assert!(grew(m::CHUNKS_REUSED) >= 3.0, "second snapshot reuses the first one's chunks:\n{text}");
+    assert!(grew(m::CHUNK_WRITES) >= 3.0, "{text}");
+    assert!(grew(&format!("{}_count", m::STAGE_DURATION)) > 0.0, "{text}");
+    for stage in ["hasher", "writer"] {
+        let series = format!("{}_count{{stage=\"{stage}\"}}", m::STAGE_DURATION);
+        assert!(value(&text, &series) - value(&before, &series) >= 3.0, "{series}:\n{text}");
+    }
+    assert!(grew(m::REQUESTS) > 0.0, "{text}");
+    assert!(grew(m::TLS_HANDSHAKES) >= 2.0, "{text}");
+    assert!(total(&text, m::DATASTORE_SIZE) > 0.0, "{text}");
+    assert!(text.contains(&format!("{}{{version=\"{}\"}} 1", m::BUILD_INFO, env!("CARGO_PKG_VERSION"))));
+}
