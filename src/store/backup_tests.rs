@@ -172,7 +172,7 @@ fn dropped_txn_keeps_a_group_it_did_not_create() {
 }
 
 /// Commits a finished snapshot (manifest with an optional verify state).
-fn finished(ds: &Arc<Datastore>, s: &SnapshotRef, verify: Option<&str>) {
+pub(crate) fn finished(ds: &Arc<Datastore>, s: &SnapshotRef, verify: Option<&str>) {
     let txn = begin(ds, s, "u@pbs").unwrap();
     let mut unprotected = serde_json::Map::new();
     if let Some(state) = verify {

@@ -13,6 +13,7 @@ pub mod chunk_store;
 pub mod durable;
 pub mod list;
 pub mod lock;
+pub mod prune;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
