@@ -11,6 +11,7 @@ pub mod admin;
 pub mod backup;
 pub mod chunk_store;
 pub mod durable;
+pub mod gc;
 pub mod list;
 pub mod lock;
 pub mod prune;
