@@ -202,3 +202,19 @@ fn our_snapshot_beside_pbs_snapshots() {
     let txn = BackupTxn::begin(Arc::clone(&ds), root, next, &owner, true).unwrap();
     assert_eq!(txn.base.as_ref().unwrap().snapshot, new_snap);
 }
+
+#[test]
+fn verify_and_gc_accept_everything_pbs_wrote() {
+    let (_dir, ds) = open_copy();
+    let results = ds.verify_all("UPID:golden-verify").unwrap();
+    assert_eq!(results.len(), 4);
+    for (_, snap, r) in &results {
+        assert_eq!(*r, chunkyard::store::verify::VerifyResult::Ok, "{snap}");
+        let m = ds.open_snapshot(&Namespace::root(), snap).unwrap().manifest().unwrap();
+        assert_eq!(m.unprotected["verify_state"]["state"], "ok");
+    }
+    // Every chunk here is referenced: a GC with no grace period removes nothing.
+    let opts = chunkyard::store::gc::GcOptions { atime_cutoff: -3600, upid: None };
+    let st = ds.garbage_collect(&opts).unwrap();
+    assert_eq!((st.removed_chunks, st.disk_chunks, st.index_file_count), (0, 84, 8), "{st:?}");
+}

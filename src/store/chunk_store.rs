@@ -79,18 +79,13 @@ pub fn touch_atime(path: &Path) -> Result<bool> {
     if e.kind() == io::ErrorKind::NotFound { Ok(false) } else { Err(io_err("update atime of", path)(e)) }
 }
 
-fn read_magic(path: &Path) -> Result<[u8; 8]> {
-    let mut magic = [0u8; 8];
+/// Kind of an existing chunk file from its header; `None` if the header is not a blob's.
+fn existing_kind(path: &Path) -> Result<Option<BlobKind>> {
+    let mut header = Vec::with_capacity(44);
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(io_err("read magic of chunk", path))?;
-    Ok(magic)
-}
-
-fn kind_of_magic(magic: [u8; 8]) -> Option<BlobKind> {
-    [BlobKind::Uncompressed, BlobKind::Compressed, BlobKind::Encrypted, BlobKind::EncryptedCompressed]
-        .into_iter()
-        .find(|k| k.magic() == magic)
+        .and_then(|f| f.take(44).read_to_end(&mut header))
+        .map_err(io_err("read header of chunk", path))?;
+    Ok(blob::kind_of(&header).ok())
 }
 
 impl ChunkStore {
@@ -155,7 +150,7 @@ impl ChunkStore {
         }
         let new_kind = blob::kind_of(raw).map_err(|e| StoreError::Corrupt(format!("chunk {digest}: {e}")))?;
         if new_kind.is_encrypted() {
-            let old_kind = kind_of_magic(read_magic(&dest)?);
+            let old_kind = existing_kind(&dest)?;
             if old_kind.is_some_and(|k| !k.is_encrypted()) {
                 // A keyed digest can never equal a plain one: this upload is an attack or junk.
                 return Err(StoreError::Refused(format!(

@@ -1,0 +1,199 @@
+//! Verify (formats.md 7): re-check a snapshot's files and chunks against its manifest, move
+//! corrupt chunks aside as `<digest>.<n>.bad` so the next backup uploads them again, and record
+//! the verdict in the manifest's `unprotected.verify_state`.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use sha2::Digest as _;
+
+use crate::format::dynamic_index::DynamicIndex;
+use crate::format::fixed_index::FixedIndex;
+use crate::format::manifest::{CryptMode, FileEntry};
+use crate::format::{ArchiveKind, ArchiveName, Digest, Namespace, SnapshotRef, blob};
+use crate::store::admin::load_manifest;
+use crate::store::lock::DirLock;
+use crate::store::{Datastore, Result, StoreError};
+
+/// Chunks already judged within one verify task, so each is read once.
+#[derive(Debug, Default)]
+pub struct VerifyCache {
+    ok: HashSet<Digest>,
+    corrupt: HashSet<Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyResult {
+    Ok,
+    /// What was wrong, one line each.
+    Failed(Vec<String>),
+    /// The snapshot was locked exclusively (being removed or written).
+    Skipped,
+}
+
+impl Datastore {
+    /// Moves a chunk file to `<digest>.<n>.bad`, `n` the first free of 0..=8, else 9.
+    pub fn quarantine_chunk(&self, digest: &Digest) -> Result<PathBuf> {
+        let path = self.chunks().chunk_path(digest);
+        let target = (0..9)
+            .map(|n| path.with_file_name(format!("{digest}.{n}.bad")))
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| path.with_file_name(format!("{digest}.9.bad")));
+        std::fs::rename(&path, &target).map_err(crate::store::durable::io_err("rename corrupt chunk", &path))?;
+        Ok(target)
+    }
+
+    /// Verifies one snapshot and writes its `verify_state` (`upid` names the task).
+    pub fn verify_snapshot(
+        &self,
+        ns: &Namespace,
+        snap: &SnapshotRef,
+        upid: &str,
+        cache: &mut VerifyCache,
+    ) -> Result<VerifyResult> {
+        let dir = self.snapshot_path(ns, snap);
+        let _lock = match DirLock::try_lock(&dir, false, "snapshot", "locked by another operation") {
+            Ok(l) => l,
+            Err(StoreError::Locked(_)) => return Ok(VerifyResult::Skipped),
+            Err(e) => return Err(e),
+        };
+        let manifest = match load_manifest(&dir) {
+            Ok(m) => m,
+            Err(e) => return Ok(VerifyResult::Failed(vec![e.to_string()])),
+        };
+        let mut errors = Vec::new();
+        for entry in &manifest.files {
+            if let Err(e) = self.verify_file(&dir, entry, cache) {
+                errors.push(format!("{}: {e}", entry.filename));
+            }
+        }
+        let state = if errors.is_empty() { "ok" } else { "failed" };
+        self.update_manifest(ns, snap, |m| {
+            m.unprotected.insert("verify_state".into(), serde_json::json!({"state": state, "upid": upid}));
+        })?;
+        Ok(if errors.is_empty() { VerifyResult::Ok } else { VerifyResult::Failed(errors) })
+    }
+
+    /// Verifies every finished snapshot of the datastore, sharing one chunk cache.
+    pub fn verify_all(&self, upid: &str) -> Result<Vec<(Namespace, SnapshotRef, VerifyResult)>> {
+        let mut cache = VerifyCache::default();
+        let mut out = Vec::new();
+        for ns in self.namespaces(&Namespace::root(), None)? {
+            for group in self.groups(&ns)? {
+                for info in self.snapshots(&ns, &group)?.into_iter().filter(|s| s.finished) {
+                    let r = self.verify_snapshot(&ns, &info.snapshot, upid, &mut cache)?;
+                    out.push((ns.clone(), info.snapshot, r));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn verify_file(&self, dir: &std::path::Path, entry: &FileEntry, cache: &mut VerifyCache) -> Result<(), String> {
+        let name = ArchiveName::parse(&entry.filename).map_err(|e| e.to_string())?;
+        let raw = std::fs::read(dir.join(name.as_str())).map_err(|e| format!("unable to read file - {e}"))?;
+        let chunks: Vec<(Digest, u64)> = match name.kind() {
+            ArchiveKind::Blob => {
+                if raw.len() as u64 != entry.size {
+                    return Err(format!("wrong size ({} != {})", raw.len(), entry.size));
+                }
+                if hex::encode(sha2::Sha256::digest(&raw)) != entry.csum {
+                    return Err("wrong checksum".into());
+                }
+                let kind = blob::check_crc(&raw).map_err(|e| e.to_string())?;
+                if !kind.is_encrypted() {
+                    blob::decode(&raw).map_err(|e| e.to_string())?;
+                }
+                return Ok(());
+            }
+            ArchiveKind::Fixed => {
+                let idx = FixedIndex::parse(&raw).map_err(|e| e.to_string())?;
+                check_index_sum(entry, idx.csum(), idx.size)?;
+                idx.digests.iter().enumerate().map(|(i, d)| (*d, idx.chunk_len(i))).collect()
+            }
+            ArchiveKind::Dynamic => {
+                let idx = DynamicIndex::parse(&raw).map_err(|e| e.to_string())?;
+                check_index_sum(entry, idx.csum(), idx.size())?;
+                idx.entries.iter().enumerate().map(|(i, e)| (e.digest, idx.chunk_len(i))).collect()
+            }
+        };
+        self.verify_chunks(chunks, entry.crypt_mode, cache)
+    }
+
+    fn verify_chunks(&self, chunks: Vec<(Digest, u64)>, mode: CryptMode, cache: &mut VerifyCache) -> Result<(), String> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<(u64, Digest, u64)> = Vec::new();
+        let mut errors = Vec::new();
+        for (d, len) in chunks {
+            if !seen.insert(d) || cache.ok.contains(&d) {
+                continue;
+            }
+            if cache.corrupt.contains(&d) {
+                errors.push(format!("chunk {d} is corrupt"));
+                continue;
+            }
+            // Reading in inode order keeps a spinning disk's head moving one way.
+            match std::fs::symlink_metadata(self.chunks().chunk_path(&d)) {
+                Ok(m) => todo.push((m.ino(), d, len)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    cache.corrupt.insert(d);
+                    errors.push(format!("chunk {d} is missing"));
+                }
+                Err(e) => errors.push(format!("chunk {d}: {e}")),
+            }
+        }
+        todo.sort_unstable();
+        for (_, d, len) in todo {
+            match self.check_chunk(&d, len, mode) {
+                Ok(()) => {
+                    cache.ok.insert(d);
+                }
+                Err(ChunkFault::Mode(e)) => errors.push(e),
+                Err(ChunkFault::Corrupt(e)) => {
+                    cache.corrupt.insert(d);
+                    match self.quarantine_chunk(&d) {
+                        Ok(p) => errors.push(format!("{e}; moved to {p:?}")),
+                        Err(r) => errors.push(format!("{e}; {r}")),
+                    }
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    }
+
+    fn check_chunk(&self, d: &Digest, len: u64, mode: CryptMode) -> Result<(), ChunkFault> {
+        let corrupt = |e: String| ChunkFault::Corrupt(format!("chunk {d}: {e}"));
+        let raw = self.chunks().read(d).map_err(|e| corrupt(e.to_string()))?;
+        let kind = blob::check_crc(&raw).map_err(|e| corrupt(e.to_string()))?;
+        if kind.is_encrypted() != (mode == CryptMode::Encrypt) {
+            return Err(ChunkFault::Mode(format!("chunk {d}: crypt mode of chunk and index don't match")));
+        }
+        blob::verify_chunk(&raw, d, len).map_err(|e| corrupt(e.to_string()))?;
+        Ok(())
+    }
+}
+
+enum ChunkFault {
+    /// Broken bytes: quarantine.
+    Corrupt(String),
+    /// A valid chunk in the wrong kind of index: report, but the chunk may serve others.
+    Mode(String),
+}
+
+fn check_index_sum(entry: &FileEntry, csum: [u8; 32], size: u64) -> Result<(), String> {
+    if hex::encode(csum) != entry.csum || size != entry.size {
+        return Err(format!(
+            "index checksum/size mismatch (manifest {} / {}, index {} / {size})",
+            entry.csum,
+            entry.size,
+            hex::encode(csum)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
