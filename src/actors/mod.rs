@@ -12,6 +12,7 @@ pub mod hasher;
 pub mod index_writer;
 pub mod previous;
 pub mod session;
+pub mod session_messages;
 mod uring;
 
 use std::sync::Arc;

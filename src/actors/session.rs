@@ -21,7 +21,7 @@ use crate::actors::index_writer::{AppendChunks, AppendEntry, CloseIndex, IndexBu
 use crate::actors::previous::{self, PreviousFile};
 use crate::actors::{Pipeline, SessionError};
 use crate::format::fixed_index::FIXED_CHUNK_SIZE;
-use crate::format::{ArchiveKind, ArchiveName, Digest};
+use crate::format::{ArchiveName, Digest};
 use crate::metrics as m;
 use crate::store::BackupTxn;
 
@@ -30,84 +30,7 @@ pub const MAX_WID: u64 = 256;
 
 type Reply<T> = ResponseActFuture<SessionActor, Result<T, SessionError>>;
 
-/// Which kind of index an endpoint addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IndexKind {
-    Dynamic,
-    Fixed,
-}
-
-/// `POST *_index`: open a writer; answers its wid.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<u64, SessionError>")]
-pub struct OpenIndex {
-    pub name: ArchiveName,
-    /// `Some((size, reuse_csum))` for a fixed index.
-    pub fixed: Option<(u64, Option<String>)>,
-}
-
-/// `POST *_chunk`: verify, store and register one chunk; answers its digest.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Digest, SessionError>")]
-pub struct UploadChunk {
-    pub kind: IndexKind,
-    pub wid: u64,
-    pub digest: Digest,
-    pub size: u64,
-    pub blob: Bytes,
-}
-
-/// `PUT *_index`: append known chunks at start offsets.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), SessionError>")]
-pub struct AppendIndex {
-    pub kind: IndexKind,
-    pub wid: u64,
-    pub digests: Vec<Digest>,
-    pub offsets: Vec<u64>,
-}
-
-/// `POST *_close`.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), SessionError>")]
-pub struct CloseWriter {
-    pub kind: IndexKind,
-    pub wid: u64,
-    pub chunk_count: u64,
-    pub size: u64,
-    pub csum: String,
-}
-
-/// `POST /blob`: the CRC is checked here (off-thread), the length by the router.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), SessionError>")]
-pub struct UploadBlob {
-    pub name: ArchiveName,
-    pub blob: Bytes,
-}
-
-/// `GET /previous`: a file of the base snapshot; an index's chunks become known.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Bytes, SessionError>")]
-pub struct DownloadPrevious {
-    pub name: ArchiveName,
-}
-
-/// `GET /previous_backup_time`.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<i64>")]
-pub struct PreviousBackupTime;
-
-/// `POST /finish`.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), SessionError>")]
-pub struct FinishBackup;
-
-/// The connection is gone: keep the snapshot if finished (and not a benchmark), else remove it.
-/// Answers whether the snapshot was kept.
-#[derive(Debug, Message)]
-#[rtype(result = "bool")]
-pub struct EndSession;
+pub use crate::actors::session_messages::*;
 
 struct OpenWriter {
     name: ArchiveName,
@@ -470,14 +393,5 @@ impl Handler<EndSession> for SessionActor {
         self.txn = None;
         ctx.stop();
         self.finished && !self.benchmark
-    }
-}
-
-/// Kind of index an archive name's extension asks for (blob names have none).
-pub fn index_kind(name: &ArchiveName) -> Option<IndexKind> {
-    match name.kind() {
-        ArchiveKind::Fixed => Some(IndexKind::Fixed),
-        ArchiveKind::Dynamic => Some(IndexKind::Dynamic),
-        ArchiveKind::Blob => None,
     }
 }

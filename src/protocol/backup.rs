@@ -10,6 +10,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix::{Actor, Addr, MailboxError};
@@ -22,7 +23,7 @@ use crate::actors::Pipeline;
 use crate::actors::session::*;
 use crate::config::LimitsConfig;
 use crate::format::{ArchiveKind, Authid};
-use crate::metrics as m;
+use crate::metrics::{self as m, Stage};
 use crate::protocol::ApiError;
 use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
 use crate::protocol::h2::{BodyError, Reply, ReplyResult, parse_query, read_body, serve};
@@ -39,6 +40,9 @@ pub struct BackupSessionStart {
 const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 /// Largest chunk or blob body: a 16 MiB payload behind an encrypted header.
 const MAX_ENCODED: u64 = MAX_CHUNK + 44;
+
+/// Requests being handled by all backup sessions (the `session` stage's queue depth).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// `GET /` on the session.
 const SUBDIRS: [&str; 11] = [
@@ -149,6 +153,7 @@ fn null() -> ReplyResult {
 impl Router {
     async fn handle(&self, req: http::Request<h2::RecvStream>) -> ReplyResult {
         let started = Instant::now();
+        Stage::Session.set_queue_depth(IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1);
         let (parts, mut body) = req.into_parts();
         // Empty path segments are dropped, as the reference router does.
         let path: String = parts.uri.path().split('/').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
@@ -164,6 +169,8 @@ impl Router {
         metrics::counter!(m::REQUESTS, m::LABEL_ENDPOINT => endpoint, m::LABEL_STATUS => status.as_str().to_owned())
             .increment(1);
         metrics::histogram!(m::REQUEST_DURATION, m::LABEL_ENDPOINT => endpoint).record(started.elapsed().as_secs_f64());
+        Stage::Session.observe(started.elapsed());
+        Stage::Session.set_queue_depth(IN_FLIGHT.fetch_sub(1, Ordering::Relaxed) - 1);
         if self.debug {
             tracing::debug!(method = %parts.method, path = %path, status = status.as_u16(), "backup request");
         }
