@@ -71,10 +71,16 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
 
 /// [`write_atomic`] with the fsyncs optional (sync level `none`, benchmarks).
 pub fn write_atomic_with(target: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    write_atomic_mode(target, bytes, FILE_MODE, sync)
+}
+
+/// [`write_atomic`] with exact permission bits `mode` (e.g. 0600 for secrets; the umask does
+/// not apply) and optional fsyncs.
+pub fn write_atomic_mode(target: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
     let dir = target.parent().ok_or_else(|| StoreError::Refused(format!("no parent directory for {target:?}")))?;
     let tmp = loop {
         let tmp = tmp_path(target);
-        match write_new_file(&tmp, bytes, FILE_MODE, sync) {
+        match write_new_file(&tmp, bytes, mode, sync) {
             Ok(()) => break tmp,
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -122,6 +128,9 @@ mod tests {
         assert_eq!(names_in(dir.path()), ["notes"]);
         let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, FILE_MODE);
+        write_atomic_mode(&target, b"secret", 0o600, true).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(names_in(dir.path()), ["notes"]);
     }
 
     #[test]
