@@ -203,7 +203,6 @@ async fn sessions_past_the_limit_get_503() {
 }
 
 #[tokio::test]
-#[ignore = "needs store::BackupTxn::begin (store helper); enable once it is on main"]
 async fn benchmark_upgrade_reaches_http2_speedtest() {
     let server = TestServer::start();
     let session = client(&server)
@@ -407,4 +406,64 @@ async fn handshakes_and_requests_are_counted() {
             "{series} in {text}"
         );
     }
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The high-level helpers against the real server: a fixed, a dynamic and a blob archive in
+/// the real client's order, then an incremental run that only appends known chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_back_up_and_the_next_run_reuses_known_chunks() {
+    use chunkyard::client::BackupOptions;
+    use chunkyard::format::fixed_index::FixedIndex;
+    let server = TestServer::start();
+    let c = client(&server);
+    let options = BackupOptions { dynamic_avg: 64 * 1024, ..BackupOptions::default() };
+    let image = Bytes::from(noise(10 * 1024 * 1024 + 123, 1));
+    let tree = Bytes::from(noise(1024 * 1024, 2));
+
+    let first = c.start_backup(&BackupParams::new("store", "host", "e2e", 1718000000)).await.unwrap();
+    let mut up = first.uploader(options).await.unwrap();
+    assert!(up.previous_manifest().is_none());
+    up.blob("etc.conf.blob", b"setting = 1\n").await.unwrap();
+    let fixed = up.fixed("disk.img.fidx", image.clone()).await.unwrap();
+    let dynamic = up.dynamic("root.pxar.didx", tree.clone()).await.unwrap();
+    let manifest = up.finish().await.unwrap();
+    assert_eq!((fixed.chunks, fixed.uploaded, fixed.reused), (3, 3, 0));
+    assert!(dynamic.chunks > 4 && dynamic.uploaded == dynamic.chunks, "{dynamic:?}");
+    assert_eq!(manifest.files.len(), 3);
+    drop(first);
+
+    let dir = server.store_path().join("host/e2e/2024-06-10T06:13:20Z");
+    for f in ["index.json.blob", "etc.conf.blob", "disk.img.fidx", "root.pxar.didx"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let index = FixedIndex::parse(&std::fs::read(dir.join("disk.img.fidx")).unwrap()).unwrap();
+    assert_eq!(index.size, image.len() as u64);
+    assert_eq!(index.csum(), fixed.csum);
+
+    // Second run: one 4 MiB slot and the start of the tree changed.
+    let mut image2 = image.to_vec();
+    image2[5 * 1024 * 1024] ^= 0xff;
+    let mut tree2 = tree.to_vec();
+    tree2[10] ^= 0xff;
+    let second = c.start_backup(&BackupParams::new("store", "host", "e2e", 1718000001)).await.unwrap();
+    let mut up = second.uploader(options).await.unwrap();
+    assert_eq!(up.previous_manifest().map(|m| m.backup_time), Some(1718000000));
+    let fixed2 = up.fixed("disk.img.fidx", Bytes::from(image2)).await.unwrap();
+    let dynamic2 = up.dynamic("root.pxar.didx", Bytes::from(tree2)).await.unwrap();
+    up.finish().await.unwrap();
+    assert_eq!((fixed2.uploaded, fixed2.reused), (1, 2));
+    assert!(dynamic2.uploaded <= 2 && dynamic2.reused + dynamic2.uploaded == dynamic2.chunks, "{dynamic2:?}");
+    assert!(server.store_path().join("host/e2e/2024-06-10T06:13:21Z/index.json.blob").is_file());
 }

@@ -16,11 +16,11 @@ pub mod upgrade;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::config::{Config, FsyncPolicy};
 use crate::format::{Authid, DatastoreName};
 use crate::protocol::ApiError;
 use crate::store::Datastore;
@@ -36,6 +36,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error("datastore '{name}': {message}")]
+    Datastore { name: String, message: String },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("{0}")]
@@ -52,41 +54,38 @@ pub struct ServerState {
     pub sessions: Arc<Semaphore>,
     /// Permits for HTTP/1.1 connections; past them a connection only gets 503 answers.
     pub connections: Arc<Semaphore>,
-    datastores: Mutex<HashMap<String, Arc<Datastore>>>,
+    datastores: HashMap<String, Arc<Datastore>>,
 }
 
 impl ServerState {
-    /// The datastore of that name, opened (or created) on first use and then shared.
-    pub async fn datastore(&self, name: &DatastoreName) -> Result<Arc<Datastore>, ApiError> {
-        if let Some(ds) = self
-            .datastores
-            .lock()
-            .expect("datastore map")
-            .get(name.as_str())
-        {
-            return Ok(Arc::clone(ds));
-        }
-        let root = self
-            .config
-            .datastore_path(name.as_str())
-            .ok_or_else(|| no_such_datastore(name.as_str()))?;
-        let owned = name.clone();
-        // Creating a store makes 65536 directories: not on the connection's thread.
-        let ds = tokio::task::spawn_blocking(move || {
-            if root.join(".chunks").is_dir() {
-                Datastore::open(owned, &root)
-            } else {
-                Datastore::create(owned, &root)
-            }
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("datastore open failed - {e}")))??;
-        let ds = Arc::new(ds);
-        let mut map = self.datastores.lock().expect("datastore map");
-        Ok(Arc::clone(
-            map.entry(name.as_str().to_string()).or_insert(ds),
-        ))
+    /// A configured datastore (all are opened at startup).
+    pub fn datastore(&self, name: &DatastoreName) -> Result<Arc<Datastore>, ApiError> {
+        self.datastores.get(name.as_str()).cloned().ok_or_else(|| no_such_datastore(name.as_str()))
     }
+}
+
+/// Opens every configured datastore, creating the layout of one that does not exist yet (PBS
+/// creates `.chunks/0000..ffff` when a datastore is added; here that is the first start).
+pub fn open_datastores(config: &Config) -> Result<HashMap<String, Arc<Datastore>>, ServerError> {
+    let mut map = HashMap::new();
+    for name in config.datastores.keys() {
+        let root = config.datastore_path(name).expect("configured datastore has a path");
+        let parsed = DatastoreName::parse(name).map_err(|e| ServerError::Datastore {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+        let opened = if root.join(".chunks").is_dir() {
+            Datastore::open(parsed, &root)
+        } else {
+            tracing::info!(datastore = %name, path = %root.display(), "creating datastore");
+            Datastore::create(parsed, &root)
+        };
+        let ds = opened.map_err(|e| ServerError::Datastore { name: name.clone(), message: e.to_string() })?;
+        // The chunk writer follows the store's flag: only the per-file policy syncs each chunk.
+        ds.chunks().set_fsync(config.pipeline.fsync == FsyncPolicy::File);
+        map.insert(name.clone(), Arc::new(ds));
+    }
+    Ok(map)
 }
 
 /// Step 4 of the upgrade, and any other lookup of a configured datastore.
@@ -122,6 +121,7 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
     std::fs::create_dir_all(&etc)?;
     let tls = tls::load_or_generate(&config)?;
     let auth = auth::AuthStore::open(&etc)?;
+    let datastores = open_datastores(&config)?;
     let metrics = crate::metrics::install_for_config(&config)?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
@@ -165,7 +165,7 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
         connections: Arc::new(Semaphore::new(
             limits.max_sessions.saturating_mul(2).max(64),
         )),
-        datastores: Mutex::new(HashMap::new()),
+        datastores,
         config,
     });
     Ok(Bound {

@@ -45,6 +45,12 @@ impl TestServer {
         };
         config.metrics.listen = "127.0.0.1:0".parse().unwrap();
         f(&mut config);
+        // An empty `.chunks` makes the server open the store instead of creating 65536
+        // directories per test; chunk directories are then made on demand.
+        for name in config.datastores.keys() {
+            let root = config.datastore_path(name).expect("configured");
+            std::fs::create_dir_all(root.join(".chunks")).expect("create test datastore");
+        }
         let store = config
             .datastores
             .keys()

@@ -183,9 +183,7 @@ pub async fn backup(
     state
         .auth
         .check_privilege(&authid, &params.acl_path(), Privilege::DatastoreBackup)?;
-    if state.config.datastore_path(params.store.as_str()).is_none() {
-        return Err(super::no_such_datastore(params.store.as_str()));
-    }
+    let store = state.datastore(&params.store)?;
     check_upgrade_header(&req, BACKUP_PROTOCOL)?;
     check_benchmark(&params.snapshot.group, params.benchmark)?;
     let permit = Arc::clone(&state.sessions)
@@ -199,7 +197,6 @@ pub async fn backup(
                 ),
             )
         })?;
-    let store = state.datastore(&params.store).await?;
     let (ns, snapshot, owner_check) = (
         params.ns.clone(),
         params.snapshot.clone(),
