@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::format::Digest;
 use crate::format::blob::{self, BlobKind};
@@ -39,6 +40,9 @@ pub struct ChunkStore {
     /// per chunk.
     dirs_present: Box<[AtomicU64]>,
     fsync: AtomicBool,
+    /// Held while deciding an insert and while GC stats and unlinks one file: without it, GC
+    /// could see an old atime, an insert then touch the chunk as a duplicate, and GC unlink it.
+    sweep_lock: Mutex<()>,
 }
 
 /// What inserting a chunk did.
@@ -91,7 +95,7 @@ fn existing_kind(path: &Path) -> Result<Option<BlobKind>> {
 impl ChunkStore {
     pub fn new(base: PathBuf) -> Self {
         let dirs_present = (0..1024).map(|_| AtomicU64::new(0)).collect();
-        ChunkStore { base, dirs_present, fsync: AtomicBool::new(true) }
+        ChunkStore { base, dirs_present, fsync: AtomicBool::new(true), sweep_lock: Mutex::new(()) }
     }
     pub fn base(&self) -> &Path {
         &self.base
@@ -122,6 +126,7 @@ impl ChunkStore {
     /// Decides how to insert `raw` (the final blob bytes) under `digest`, applying the
     /// dedup-by-size and encrypted/plain replacement rules. Touches a kept chunk's atime.
     pub fn plan_insert(&self, digest: &Digest, raw: &[u8]) -> Result<InsertPlan> {
+        let _sweep = self.lock_sweep();
         let dest = self.chunk_path(digest);
         let write = |dest: PathBuf| -> Result<InsertPlan> {
             let dir = self.ensure_dir(digest)?;
@@ -167,6 +172,11 @@ impl ChunkStore {
             return keep();
         }
         if old_len < new_len { keep() } else { write(dest) }
+    }
+
+    /// Excludes inserts' dedup decisions; GC holds it around each stat + unlink.
+    pub(crate) fn lock_sweep(&self) -> MutexGuard<'_, ()> {
+        self.sweep_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Carries out a `Write` plan with plain file I/O.

@@ -188,6 +188,7 @@ impl Datastore {
             for entry in rd {
                 let entry = entry.map_err(io_err("list chunk directory", &dir))?;
                 let Some(bad) = entry.file_name().to_str().and_then(chunk_file_kind) else { continue };
+                let _insert_excluded = self.chunks().lock_sweep();
                 let meta = match std::fs::symlink_metadata(entry.path()) {
                     Ok(m) if m.file_type().is_file() => m,
                     Ok(_) => continue,
