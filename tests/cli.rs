@@ -190,3 +190,29 @@ fn datastore_create_makes_a_pbs_layout_and_registers_it_for_serve() {
         ]
     );
 }
+
+#[test]
+fn config_show_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("CHUNKYARD_PIPELINE_HASHERS", "3"), ("CHUNKYARD_LISTEN", "127.0.0.1:7000")];
+    let o = chunkyard(dir.path(), &["config", "show", "--json"], &env);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["config"]["pipeline"]["hashers"], 3);
+    assert_eq!(v["config"]["listen"], "127.0.0.1:7000");
+    assert_eq!(v["config"]["data-dir"], dir.path().to_str().unwrap());
+    assert_eq!(v["config"]["limits"]["h2-window"], 33554432);
+
+    // the TOML form is itself a valid config file that yields the same configuration
+    let o = chunkyard(dir.path(), &["config", "show"], &env);
+    assert_eq!(code(&o), 0);
+    let file = dir.path().join("shown.toml");
+    std::fs::write(&file, &o.stdout).unwrap();
+    let again = chunkyard(dir.path(), &["-c", file.to_str().unwrap(), "config", "show", "--json"], &[]);
+    assert_eq!(code(&again), 0, "{}", text(&again.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), v);
+
+    let o = chunkyard(dir.path(), &["config", "show"], &[("CHUNKYARD_PIPELINE_URING_DEPTH", "3")]);
+    assert_eq!(code(&o), 3);
+    assert!(o.stdout.is_empty());
+}

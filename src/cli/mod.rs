@@ -57,6 +57,19 @@ pub enum Command {
     /// Inspect the server's TLS certificate.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Inspect the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, environment, flags, registry merged
+    /// and validated) as TOML, or with --json as {"config": {...}}; exit 3 if it is invalid.
+    Show {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli, args),
         Command::Datastore(cmd) => datastore::run(&cli, cmd),
         Command::Cert(cmd) => serve::cert(&cli, cmd),
+        Command::Config(ConfigCommand::Show { out }) => serve::show_config(&cli, out.json),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

@@ -1,4 +1,5 @@
-//! `chunkyard serve` and `chunkyard cert fingerprint`: the commands about the running server.
+//! `chunkyard serve`, `cert fingerprint` and `config show`: the commands about the server and
+//! the configuration it runs with.
 
 use serde_json::json;
 
@@ -41,4 +42,17 @@ fn fingerprint_of(path: &std::path::Path) -> Result<String, CliError> {
         .ok_or_else(|| CliError::new(exit::ERROR, "Cert.Invalid", format!("{}: no certificate found", path.display())))?
         .map_err(|e| CliError::new(exit::ERROR, "Cert.Invalid", format!("{}: {e}", path.display())))?;
     Ok(crate::format::fingerprint::cert_fingerprint(leaf.as_ref()))
+}
+
+/// `config show`: what `serve` would run with, after every layer and the checks.
+pub fn show_config(cli: &Cli, as_json: bool) -> Result<(), CliError> {
+    let config = super::load_config(cli, None)?;
+    if as_json {
+        output::json(&json!({ "config": config }));
+    } else {
+        let text = toml::to_string(&config)
+            .map_err(|e| CliError::new(exit::ERROR, "Config.Render", format!("rendering the configuration: {e}")))?;
+        print!("{text}");
+    }
+    Ok(())
 }
