@@ -18,9 +18,11 @@ pub struct ClientConfig {
     pub secret: String,
 }
 
+pub mod admin;
 pub mod archive;
 pub mod chunker;
 pub mod http;
+pub mod restore;
 pub mod session;
 pub mod tls;
 

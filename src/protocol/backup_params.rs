@@ -102,6 +102,30 @@ impl Params {
         }
     }
 
+    /// Whether the parameter is present at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// An optional boolean: JSON `true`/`false` or PBS's words (`1|on|yes|true`, ...).
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "1" | "on" | "yes" | "true" => Ok(Some(true)),
+                "0" | "off" | "no" | "false" => Ok(Some(false)),
+                _ => Err(schema_err(name, "Expected boolean value.")),
+            },
+            Some(_) => Err(schema_err(name, "Expected boolean value.")),
+        }
+    }
+
+    /// An optional integer in `min..=max`.
+    pub fn opt_int(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        self.get(name).map(|v| int_value(name, v, min, max)).transpose()
+    }
+
     pub fn digest(&self, name: &str) -> Result<Digest, ApiError> {
         digest_value(name, self.str(name)?)
     }

@@ -104,7 +104,8 @@ impl From<crate::server::auth::AuthError> for ApiError {
     fn from(e: crate::server::auth::AuthError) -> Self {
         use crate::server::auth::AuthError;
         match e {
-            AuthError::Failed(_) => ApiError::unauthorized(e.to_string()),
+            AuthError::Failed(_) | AuthError::LoginFailed => ApiError::unauthorized(e.to_string()),
+            AuthError::Invalid(_) => ApiError::bad_request(e.to_string()),
             AuthError::MissingPrivilege { .. } => ApiError::forbidden(e.to_string()),
             other => ApiError::internal(other.to_string()),
         }

@@ -4,8 +4,9 @@
 //! through [`error::ApiError`]. [`h2`] holds the connection plumbing both sessions share.
 
 pub mod backup;
-mod backup_params;
+pub(crate) mod backup_params;
 pub mod error;
 pub mod h2;
+pub mod reader;
 
 pub use error::ApiError;

@@ -1,10 +1,12 @@
-//! Authentication and (for now) authorization: the user/token store under `<data-dir>/etc`,
-//! the `PBSAPIToken` header, and the bootstrap of the first admin token.
+//! Authentication and authorization: the user/token/ACL store under `<data-dir>/etc`, the
+//! `PBSAPIToken` header, `PBSAuthCookie` tickets with their CSRF tokens, and the privilege
+//! lookup every endpoint uses (protocol.md 1.3).
 //!
-//! Layout (ready for tickets and ACLs of issue #4): `users.json` (user -> flags),
-//! `tokens.json` (token id -> argon2id hash of the secret + flags), `acl.json` (entries; empty
-//! now, admin@pbs and its tokens may do everything). Secrets never touch the disk in clear,
-//! except the bootstrap file `admin-token.json` the operator picks the first token from.
+//! Files (written atomically, secrets only as argon2id PHC hashes): `users.json` (user ->
+//! flags + password hash), `tokens.json` (token id -> secret hash + flags), `acl.json`
+//! (entries, see `acl.rs`), `ticket-key` (the ticket signing key). The CLI edits them while a
+//! server may run, so the server reloads a file whenever its modification time changes.
+//! Account changes (create user/token, set ACL) live in `accounts.rs`.
 //!
 //! Argon2 is deliberately slow; a verified secret is remembered as authid -> SHA-256(secret)
 //! so a backup's many requests pay for it once. Both comparisons are constant-time.
@@ -12,29 +14,41 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use crate::server::acl::{AclEntry, Privilege, Privs, Role};
 use crate::format::Authid;
-use crate::server::files::write_atomic;
+use crate::server::acl::own_privs;
+use crate::server::ticket::TicketKey;
 
-/// The user created on first start, and its token.
+/// The user created on first start, and its token. The user (and that token) hold every
+/// privilege everywhere, like `root@pam` in PBS.
 pub const BOOTSTRAP_USER: &str = "admin@pbs";
 pub const BOOTSTRAP_TOKEN: &str = "admin@pbs!default";
+/// Name of the login cookie (newer clients may send the `__Host-` variant).
+pub const AUTH_COOKIE: &str = "PBSAuthCookie";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The request did not authenticate; the text follows "authentication failed - ".
     #[error("authentication failed - {0}")]
     Failed(&'static str),
+    /// A login with wrong credentials (the reference's text).
+    #[error("permission check failed.")]
+    LoginFailed,
     #[error("missing permissions '{privilege}' on '{path}'")]
     MissingPrivilege {
         privilege: &'static str,
         path: String,
     },
+    /// A refused account change (CLI), e.g. an unknown user.
+    #[error("{0}")]
+    Invalid(String),
     #[error("unable to read {path}: {message}")]
     Load { path: PathBuf, message: String },
     #[error("unable to write {path}: {source}")]
@@ -56,6 +70,9 @@ pub struct UserEntry {
     pub expire: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// PHC string of the argon2id hash of the password; none = no password login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,139 +92,178 @@ fn yes() -> bool {
     true
 }
 
-/// Privileges the protocol checks (names as in PBS ACLs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Privilege {
-    DatastoreAudit,
-    DatastoreBackup,
-    DatastoreRead,
-    DatastoreModify,
-    DatastorePrune,
+/// The credentials a request carries.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub authorization: Option<&'a [u8]>,
+    pub cookie: Option<&'a [u8]>,
+    pub csrf: Option<&'a [u8]>,
+    /// GET needs no CSRF token (the upgrade is a GET).
+    pub is_get: bool,
 }
 
-impl Privilege {
-    pub fn name(self) -> &'static str {
-        match self {
-            Privilege::DatastoreAudit => "Datastore.Audit",
-            Privilege::DatastoreBackup => "Datastore.Backup",
-            Privilege::DatastoreRead => "Datastore.Read",
-            Privilege::DatastoreModify => "Datastore.Modify",
-            Privilege::DatastorePrune => "Datastore.Prune",
-        }
-    }
+/// A fresh login: what `POST /access/ticket` answers.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub username: String,
+    pub ticket: String,
+    pub csrf: String,
 }
 
-/// The user and token store of one server.
+pub(crate) const FILES: [&str; 3] = ["users.json", "tokens.json", "acl.json"];
+
+/// The user, token and ACL store of one server.
 pub struct AuthStore {
-    etc: PathBuf,
-    users: RwLock<BTreeMap<String, UserEntry>>,
-    tokens: RwLock<BTreeMap<String, TokenEntry>>,
-    verified: Mutex<HashMap<String, [u8; 32]>>,
+    pub(crate) etc: PathBuf,
+    pub(crate) users: RwLock<BTreeMap<String, UserEntry>>,
+    pub(crate) tokens: RwLock<BTreeMap<String, TokenEntry>>,
+    pub(crate) acl: RwLock<Vec<AclEntry>>,
+    key: TicketKey,
+    /// Modification times the loaded files had, to notice the CLI's changes.
+    stamps: Mutex<[Option<SystemTime>; 3]>,
+    pub(crate) verified: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+fn stamp(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 impl AuthStore {
-    /// Loads `users.json` and `tokens.json` from `etc` (missing files = empty).
+    /// Loads the store from `etc` (missing files = empty); creates the ticket key if absent.
     pub fn open(etc: &Path) -> Result<Arc<AuthStore>, AuthError> {
-        Ok(Arc::new(AuthStore {
+        let key = TicketKey::load_or_create(etc).map_err(|source| AuthError::Save {
+            path: etc.join("ticket-key"),
+            source,
+        })?;
+        let store = AuthStore {
             etc: etc.to_path_buf(),
-            users: RwLock::new(load_json(&etc.join("users.json"))?),
-            tokens: RwLock::new(load_json(&etc.join("tokens.json"))?),
+            users: RwLock::new(BTreeMap::new()),
+            tokens: RwLock::new(BTreeMap::new()),
+            acl: RwLock::new(Vec::new()),
+            key,
+            stamps: Mutex::new([None; 3]),
             verified: Mutex::new(HashMap::new()),
-        }))
+        };
+        store.reload(true)?;
+        Ok(Arc::new(store))
+    }
+
+    /// Re-reads the files whose modification time changed (all of them with `force`).
+    pub fn reload(&self, force: bool) -> Result<(), AuthError> {
+        let mut stamps = self.stamps.lock().expect("stamp lock");
+        for (i, name) in FILES.iter().enumerate() {
+            let path = self.etc.join(name);
+            let now = stamp(&path);
+            if !force && now == stamps[i] {
+                continue;
+            }
+            match i {
+                0 => *self.users.write().expect("user lock") = load_json(&path)?,
+                1 => *self.tokens.write().expect("token lock") = load_json(&path)?,
+                _ => *self.acl.write().expect("acl lock") = load_json(&path)?,
+            }
+            stamps[i] = now;
+            if i == 1 {
+                self.verified.lock().expect("cache lock").clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Picks up changes made by the CLI; a broken file keeps the last good state.
+    fn refresh(&self) {
+        if let Err(e) = self.reload(false) {
+            tracing::warn!("keeping the previous access configuration: {e}");
+        }
     }
 
     pub fn has_users(&self) -> bool {
         !self.users.read().map(|u| u.is_empty()).unwrap_or(true)
     }
 
-    /// On a store without users: creates `admin@pbs` and the token `admin@pbs!default`.
-    /// `publish` receives the token id and secret first (to write the bootstrap file), so a
-    /// crash never leaves a token nobody knows the secret of; `users.json` is written last
-    /// and its presence marks the bootstrap as done.
-    pub fn bootstrap(
-        &self,
-        publish: impl FnOnce(&Authid, &str) -> std::io::Result<()>,
-    ) -> Result<Option<Authid>, AuthError> {
-        if self.has_users() {
-            return Ok(None);
+    /// Authenticates a request: the token header if present, else the ticket cookie (plus
+    /// the CSRF token on anything but GET).
+    pub async fn authenticate_request(
+        self: &Arc<Self>,
+        creds: Credentials<'_>,
+    ) -> Result<Authid, AuthError> {
+        self.refresh();
+        if creds.authorization.is_some() {
+            return self.authenticate(creds.authorization).await;
         }
-        let authid = Authid::parse(BOOTSTRAP_TOKEN).expect("bootstrap token id is valid");
-        let secret = generate_secret()?;
-        let admin_token = self.etc.join("admin-token.json");
-        publish(&authid, &secret).map_err(|source| AuthError::Save {
-            path: admin_token,
-            source,
-        })?;
-        let entry = TokenEntry {
-            hash: hash_secret(&secret)?,
-            enable: true,
-            expire: 0,
-            comment: None,
+        let Some(ticket) = creds.cookie.and_then(cookie_ticket) else {
+            return Err(AuthError::Failed("no authentication credentials provided."));
         };
-        self.tokens
-            .write()
-            .expect("token lock")
-            .insert(authid.to_string(), entry);
-        self.save_tokens()?;
-        let acl = self.etc.join("acl.json");
-        if !acl.exists() {
-            write_atomic(&acl, b"[]\n", 0o640)
-                .map_err(|source| AuthError::Save { path: acl, source })?;
+        let now = chrono::Utc::now().timestamp();
+        let user = self
+            .key
+            .verify_ticket(&ticket, now)
+            .ok_or(AuthError::Failed("invalid ticket"))?;
+        let authid = Authid::parse(&user).map_err(|_| AuthError::Failed("invalid ticket"))?;
+        if authid.is_token() {
+            return Err(AuthError::Failed("invalid ticket"));
         }
-        let user = UserEntry {
-            enable: true,
-            expire: 0,
-            comment: Some("created on first start".into()),
-        };
-        self.users
-            .write()
-            .expect("user lock")
-            .insert(BOOTSTRAP_USER.to_string(), user);
-        let users = serde_json::to_vec_pretty(&*self.users.read().expect("user lock"))
-            .expect("users serialize");
-        let path = self.etc.join("users.json");
-        write_atomic(&path, &users, 0o640).map_err(|source| AuthError::Save { path, source })?;
-        Ok(Some(authid))
+        self.check_user_live(&user)?;
+        if !creds.is_get {
+            let csrf = creds
+                .csrf
+                .ok_or(AuthError::Failed("missing CSRF prevention token"))?;
+            let csrf = std::str::from_utf8(csrf).unwrap_or("");
+            if !self.key.verify_csrf(&user, csrf, now) {
+                return Err(AuthError::Failed("invalid CSRF prevention token"));
+            }
+        }
+        Ok(authid)
     }
 
-    /// Adds (or replaces) a token of an existing user and returns its new secret.
-    pub fn create_token(&self, authid: &Authid) -> Result<String, AuthError> {
-        if !authid.is_token()
-            || !self
+    fn check_user_live(&self, user: &str) -> Result<(), AuthError> {
+        let users = self.users.read().expect("user lock");
+        let entry = users.get(user).ok_or(AuthError::Failed("no such user"))?;
+        if !live(entry.enable, entry.expire) {
+            return Err(AuthError::Failed("user account disabled or expired."));
+        }
+        Ok(())
+    }
+
+    /// `POST /access/ticket`: a password, or a still valid ticket of the same user (renewal).
+    pub async fn login(&self, username: &str, password: &str) -> Result<Login, AuthError> {
+        self.refresh();
+        let authid = Authid::parse(username).map_err(|_| AuthError::LoginFailed)?;
+        if authid.is_token() {
+            return Err(AuthError::LoginFailed);
+        }
+        let now = chrono::Utc::now().timestamp();
+        self.check_user_live(username).map_err(|_| AuthError::LoginFailed)?;
+        let ok = if password.starts_with("PBS:") {
+            self.key.verify_ticket(password, now).as_deref() == Some(username)
+        } else {
+            let hash = self
                 .users
                 .read()
                 .expect("user lock")
-                .contains_key(authid.user())
-        {
-            return Err(AuthError::Failed("no such user"));
-        }
-        let secret = generate_secret()?;
-        let entry = TokenEntry {
-            hash: hash_secret(&secret)?,
-            enable: true,
-            expire: 0,
-            comment: None,
+                .get(username)
+                .and_then(|u| u.password.clone());
+            match hash {
+                Some(hash) => {
+                    let password = password.to_string();
+                    tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            }
         };
-        self.tokens
-            .write()
-            .expect("token lock")
-            .insert(authid.to_string(), entry);
-        self.verified
-            .lock()
-            .expect("cache lock")
-            .remove(&authid.to_string());
-        self.save_tokens()?;
-        Ok(secret)
+        if !ok {
+            return Err(AuthError::LoginFailed);
+        }
+        Ok(Login {
+            username: username.to_string(),
+            ticket: self.key.ticket(username, now),
+            csrf: self.key.csrf(username, now),
+        })
     }
 
-    fn save_tokens(&self) -> Result<(), AuthError> {
-        let tokens = serde_json::to_vec_pretty(&*self.tokens.read().expect("token lock"))
-            .expect("tokens serialize");
-        let path = self.etc.join("tokens.json");
-        write_atomic(&path, &tokens, 0o600).map_err(|source| AuthError::Save { path, source })
-    }
-
-    /// Authenticates a request from its `Authorization` header value.
+    /// Authenticates a request from its `Authorization` header value (API tokens).
     pub async fn authenticate(
         self: &Arc<Self>,
         header: Option<&[u8]>,
@@ -221,8 +277,6 @@ impl AuthStore {
             let user = users
                 .get(authid.user())
                 .ok_or(AuthError::Failed("invalid token"))?;
-            let now = chrono::Utc::now().timestamp();
-            let live = |enable: bool, expire: i64| enable && (expire == 0 || expire > now);
             if !live(token.enable, token.expire) || !live(user.enable, user.expire) {
                 return Err(AuthError::Failed(
                     "user account or token disabled or expired.",
@@ -250,14 +304,51 @@ impl AuthStore {
         Ok(authid)
     }
 
-    /// For now the only grant: admin@pbs and its tokens hold every privilege everywhere.
+    /// What `authid` may do on ACL path `path`. The bootstrap user and token may do
+    /// everything; a token gets its own grants capped by its user's.
+    pub fn privs(&self, authid: &Authid, path: &str) -> Privs {
+        let user = authid.user();
+        if user == BOOTSTRAP_USER && (!authid.is_token() || authid.to_string() == BOOTSTRAP_TOKEN) {
+            return Privs::ALL;
+        }
+        let acl = self.acl.read().expect("acl lock");
+        let user_privs = if user == BOOTSTRAP_USER {
+            Privs::ALL
+        } else {
+            own_privs(&acl, user, path)
+        };
+        if authid.is_token() {
+            user_privs.intersect(own_privs(&acl, &authid.to_string(), path))
+        } else {
+            user_privs
+        }
+    }
+
+    /// Whether a user or token of that id exists (and may log in).
+    pub fn knows(&self, authid: &Authid) -> bool {
+        let user_ok = self
+            .users
+            .read()
+            .expect("user lock")
+            .get(authid.user())
+            .is_some_and(|u| live(u.enable, u.expire));
+        user_ok
+            && (!authid.is_token()
+                || self.tokens.read().expect("token lock").get(&authid.to_string()).is_some_and(|t| live(t.enable, t.expire)))
+    }
+
+    pub fn has_privilege(&self, authid: &Authid, path: &str, privilege: Privilege) -> bool {
+        self.privs(authid, path).has(privilege)
+    }
+
+    /// 403 "missing permissions '<priv>' on '<path>'" unless `authid` holds `privilege`.
     pub fn check_privilege(
         &self,
         authid: &Authid,
         path: &str,
         privilege: Privilege,
     ) -> Result<(), AuthError> {
-        if authid.user() == BOOTSTRAP_USER {
+        if self.has_privilege(authid, path, privilege) {
             return Ok(());
         }
         Err(AuthError::MissingPrivilege {
@@ -265,6 +356,28 @@ impl AuthStore {
             path: path.to_string(),
         })
     }
+}
+
+fn live(enable: bool, expire: i64) -> bool {
+    enable && (expire == 0 || expire > chrono::Utc::now().timestamp())
+}
+
+/// The ticket in a `Cookie` header (`PBSAuthCookie`, or the `__Host-` form newer clients use),
+/// percent-decoded.
+pub fn cookie_ticket(header: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(header).ok()?;
+    let mut found = None;
+    for pair in text.split(';') {
+        let Some((name, value)) = pair.trim().split_once('=') else { continue };
+        let preferred = name == format!("__Host-{AUTH_COOKIE}");
+        if name == AUTH_COOKIE || preferred {
+            let value = percent_encoding::percent_decode_str(value).decode_utf8().ok()?.into_owned();
+            if preferred || found.is_none() {
+                found = Some(value);
+            }
+        }
+    }
+    found
 }
 
 /// `PBSAPIToken <authid>:<secret>` (a space or `=` after the prefix), split at the first `:`,
@@ -291,7 +404,7 @@ pub fn parse_token_header(header: Option<&[u8]>) -> Result<(Authid, String), Aut
     Ok((authid, secret))
 }
 
-fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, AuthError> {
+pub(crate) fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, AuthError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AuthError::Load {
             path: path.to_path_buf(),
@@ -306,7 +419,7 @@ fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
 }
 
 /// A random secret in the UUID form PBS hands out for tokens.
-fn generate_secret() -> Result<String, AuthError> {
+pub(crate) fn generate_secret() -> Result<String, AuthError> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| AuthError::Hash(e.to_string()))?;
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -322,14 +435,14 @@ fn generate_secret() -> Result<String, AuthError> {
     ))
 }
 
-fn hash_secret(secret: &str) -> Result<String, AuthError> {
+pub(crate) fn hash_secret(secret: &str) -> Result<String, AuthError> {
     argon2::Argon2::default()
         .hash_password(secret.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
-fn verify_secret(secret: &str, hash: &str) -> bool {
+pub(crate) fn verify_secret(secret: &str, hash: &str) -> bool {
     argon2::Argon2::default()
         .verify_password(secret.as_bytes(), hash)
         .is_ok()

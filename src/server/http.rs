@@ -1,6 +1,6 @@
 //! HTTP/1.1 on the TLS listener: the accept loop, per-connection TLS and hyper, request
-//! normalisation (empty path segments, percent-encoding, the 3072-byte limit), routing of the
-//! few plain endpoints, and the one conversion of `ApiError` into an HTTP/1.1 response.
+//! normalisation (empty path segments, percent-encoding, the 3072-byte limit), authentication,
+//! routing to the upgrades and the management API (`api/`), and the one conversion of `ApiError` into an HTTP/1.1 response.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use crate::actors::Pipeline;
 use crate::format::Authid;
 use crate::metrics as m;
 use crate::protocol::ApiError;
-use crate::protocol::h2::{Reply, ReplyResult, encode_reply};
+use crate::protocol::h2::{ReplyResult, encode_reply};
+use crate::server::auth::Credentials;
 use crate::server::{ServerError, ServerState, upgrade};
 
 /// Longest path + query the reference accepts.
@@ -197,36 +198,33 @@ async fn route(
     let endpoint = match (req.method(), path.as_str()) {
         (&Method::GET, "/api2/json/version") => "version",
         (&Method::GET, "/api2/json/backup" | "/api2/json/reader") => "upgrade",
-        _ => "unknown",
+        (_, p) => super::api::endpoint_name(req.method(), p),
     };
+    // Logging in is the one call that needs no credentials.
+    if req.method() == Method::POST && path == "/api2/json/access/ticket" {
+        return (endpoint, super::api::access::login(ctx, req).await);
+    }
     let authid = match authenticate(&ctx, &req).await {
         Ok(authid) => authid,
         Err(e) => return (endpoint, Err(e)),
     };
     let result = match (req.method(), path.as_str()) {
-        (&Method::GET, "/api2/json/version") => Ok(reply(Ok(Reply::Data(version())))),
         (&Method::GET, "/api2/json/backup") => upgrade::backup(ctx, req, authid).await,
         (&Method::GET, "/api2/json/reader") => upgrade::reader(ctx, req, authid).await,
-        _ => Err(ApiError::no_such_path(&path)),
+        _ => super::api::route(ctx, req, &path, authid).await,
     };
     (endpoint, result)
 }
 
 async fn authenticate(ctx: &Ctx, req: &Request<Incoming>) -> Result<Authid, ApiError> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    Ok(ctx.state.auth.authenticate(header).await?)
-}
-
-/// The strings the CLI prints as `version.release` (numbers would crash it, pitfall 28).
-fn version() -> serde_json::Value {
-    serde_json::json!({
-        "version": "3.2",
-        "release": "4",
-        "repoid": format!("chunkyard-{}", env!("CARGO_PKG_VERSION")),
-    })
+    let headers = req.headers();
+    let creds = Credentials {
+        authorization: headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
+        cookie: headers.get(header::COOKIE).map(HeaderValue::as_bytes),
+        csrf: headers.get("csrfpreventiontoken").map(HeaderValue::as_bytes),
+        is_get: req.method() == Method::GET,
+    };
+    Ok(ctx.state.auth.authenticate_request(creds).await?)
 }
 
 /// Drops empty segments (the client sends `//api2/json/backup`) and percent-decodes the rest;

@@ -6,10 +6,14 @@
 //! core. A connection lives on one Arbiter from TLS to the end of its HTTP/2 session, so the
 //! session's actors run on the thread that reads its socket.
 
+pub mod accounts;
+pub mod acl;
+pub mod api;
 pub mod auth;
 pub mod files;
 pub mod http;
 pub mod testing;
+pub mod ticket;
 pub mod tls;
 pub mod upgrade;
 

@@ -1,4 +1,4 @@
-//! `GET /api2/json/backup` (and later `/api2/json/reader`): the checks PBS makes before it
+//! `GET /api2/json/backup` and `GET /api2/json/reader`: the checks PBS makes before it
 //! switches protocols (protocol.md 1.4), the 101 answer, and the hand-over of the upgraded
 //! stream to the HTTP/2 session. A failed check answers with an error and never 101.
 
@@ -13,10 +13,14 @@ use crate::format::{
 };
 use crate::protocol::ApiError;
 use crate::protocol::backup::{BackupSessionStart, serve_session};
+use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::protocol::h2::parse_query;
 use crate::server::auth::Privilege;
+use crate::server::ServerState;
 use crate::server::http::{Body, Ctx};
+use tokio::sync::OwnedSemaphorePermit;
 use crate::store::BackupTxn;
+use crate::store::admin::SnapshotReader;
 
 pub const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
 pub const READER_PROTOCOL: &str = "proxmox-backup-reader-protocol-v1";
@@ -186,17 +190,7 @@ pub async fn backup(
     let store = state.datastore(&params.store)?;
     check_upgrade_header(&req, BACKUP_PROTOCOL)?;
     check_benchmark(&params.snapshot.group, params.benchmark)?;
-    let permit = Arc::clone(&state.sessions)
-        .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "too many sessions - the server allows {} at once, try again later",
-                    state.config.limits.max_sessions
-                ),
-            )
-        })?;
+    let permit = session_permit(state)?;
     let (ns, snapshot, owner_check) = (
         params.ns.clone(),
         params.snapshot.clone(),
@@ -228,20 +222,70 @@ pub async fn backup(
     Ok(switching_protocols(BACKUP_PROTOCOL))
 }
 
-/// `GET /api2/json/reader`: the reader protocol arrives with issue #4. The hook is here so the
-/// route exists; the checks of protocol.md 1.4 "Reader upgrade checks" go in front of
-/// `protocol::reader::serve_session` the same way as for the backup.
+/// `GET /api2/json/reader` with `Upgrade: proxmox-backup-reader-protocol-v1` (protocol.md 1.4
+/// "Reader upgrade checks"): Read or Backup privilege (Backup alone only for owned groups),
+/// the snapshot must exist, a shared lock on it for the whole session, then 101.
 pub async fn reader(
     ctx: Ctx,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     authid: Authid,
 ) -> Result<Response<Body>, ApiError> {
-    let _ = (ctx, authid);
+    let params = BackupParams::parse(req.uri().query())?;
+    let state = &ctx.state;
+    let acl_path = params.acl_path();
+    let may_read = state
+        .auth
+        .has_privilege(&authid, &acl_path, Privilege::DatastoreRead);
+    let may_backup = state
+        .auth
+        .has_privilege(&authid, &acl_path, Privilege::DatastoreBackup);
+    if !may_read && !may_backup {
+        return Err(ApiError::bad_request(format!("no permissions on {acl_path}")));
+    }
+    let store = state.datastore(&params.store)?;
     check_upgrade_header(&req, READER_PROTOCOL)?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "reader protocol not implemented yet",
-    ))
+    let permit = session_permit(state)?;
+    let (ns, snapshot) = (params.ns.clone(), params.snapshot.clone());
+    let lock_store = Arc::clone(&store);
+    let owner_auth = authid.clone();
+    let snapshot = tokio::task::spawn_blocking(move || -> Result<SnapshotReader, ApiError> {
+        if !may_read {
+            let owner = lock_store.group_owner(&ns, &snapshot.group)?;
+            if !owner_auth.matches_owner(&owner) {
+                return Err(ApiError::bad_request("backup owner check failed!"));
+            }
+        }
+        Ok(lock_store.open_snapshot(&ns, &snapshot)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("reader start failed - {e}")))??;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let start = ReaderSessionStart {
+        store,
+        snapshot,
+        auth: authid,
+    };
+    let limits = state.config.limits.clone();
+    actix_rt::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => reader::serve_session(TokioIo::new(upgraded), start, limits).await,
+            Err(e) => tracing::debug!("reader upgrade failed: {e}"),
+        }
+        drop(permit);
+    });
+    Ok(switching_protocols(READER_PROTOCOL))
+}
+
+fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.sessions).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many sessions - the server allows {} at once, try again later",
+                state.config.limits.max_sessions
+            ),
+        )
+    })
 }
 
 fn switching_protocols(protocol: &'static str) -> Response<Body> {

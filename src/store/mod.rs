@@ -15,6 +15,7 @@ pub mod gc;
 pub mod list;
 pub mod lock;
 pub mod prune;
+pub mod snapshot_meta;
 pub mod verify;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -1,0 +1,43 @@
+//! `GET /admin/datastore` (the stores the caller may see) and `GET /admin/datastore/{store}/status`
+//! (file-system usage as integers, `total` > 0: the client divides by it, pitfall 28).
+
+use serde_json::{Value, json};
+
+use crate::format::{DatastoreName, Namespace};
+use crate::protocol::ApiError;
+use crate::protocol::h2::ReplyResult;
+use crate::server::api::{Call, blocking, data};
+use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup};
+
+pub async fn list(call: &Call) -> ReplyResult {
+    let root = Namespace::root();
+    let mut out = Vec::new();
+    for name in call.ctx.state.config.datastores.keys() {
+        let Ok(store) = DatastoreName::parse(name) else { continue };
+        if call.has(&store, &root, DatastoreAudit) || call.has(&store, &root, DatastoreBackup) {
+            out.push(json!({ "store": name }));
+        }
+    }
+    data(Value::Array(out))
+}
+
+pub async fn status(call: &Call, name: &DatastoreName) -> ReplyResult {
+    let root = Namespace::root();
+    let store = call.store(name)?;
+    if !call.has(name, &root, DatastoreAudit) && !call.has(name, &root, DatastoreBackup) {
+        // The reference answers zeros rather than an error (protocol.md 6).
+        return data(json!({ "total": 0, "used": 0, "avail": 0 }));
+    }
+    let root_path = store.root().to_path_buf();
+    let (total, used, avail) = blocking(move || {
+        let st = nix::sys::statvfs::statvfs(&root_path)
+            .map_err(|e| ApiError::bad_request(format!("unable to read file system usage of {root_path:?} - {e}")))?;
+        let frag = st.fragment_size() as u64;
+        let total = st.blocks() as u64 * frag;
+        let avail = st.blocks_available() as u64 * frag;
+        let used = total.saturating_sub(st.blocks_free() as u64 * frag);
+        Ok((total, used, avail))
+    })
+    .await?;
+    data(json!({ "total": total.max(1), "used": used, "avail": avail }))
+}

@@ -1,0 +1,276 @@
+//! The management API under `/api2/json` (protocol.md 6): routing, parameter decoding (query
+//! for GET/PUT/DELETE, JSON or form body for POST, raw body for the log upload), and the
+//! privilege rules the endpoints share. One file per area: `access.rs` (login), `datastore.rs`
+//! (datastore list, status), `groups.rs` (groups, change-owner), `snapshots.rs` (snapshots,
+//! files, forget, notes, protected, log upload), `prune.rs`, `namespace.rs`.
+//!
+//! Answers use the `{"data": ...}` envelope, errors plain text with their status (protocol.md
+//! 1.2); both come from `protocol::h2::encode_reply` through `http::reply`.
+
+pub mod access;
+pub mod datastore;
+pub mod groups;
+pub mod namespace;
+pub mod prune;
+pub mod snapshots;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
+use crate::protocol::ApiError;
+use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
+use crate::protocol::h2::{Reply, ReplyResult, parse_query};
+use crate::server::auth::Privilege;
+use crate::server::http::{Body, Ctx, reply};
+use crate::store::Datastore;
+
+/// Largest log upload (`upload-backup-log`): a blob of the client's maximum size.
+pub const MAX_LOG_BODY: usize = 128 * 1024 * 1024;
+
+/// One authenticated management call, decoded.
+pub struct Call {
+    pub ctx: Ctx,
+    pub authid: Authid,
+    pub method: Method,
+    pub params: Params,
+    /// The raw body of an octet-stream upload (empty otherwise).
+    pub body: Bytes,
+}
+
+/// Metric name of a management endpoint (never a raw path with ids in it).
+pub fn endpoint_name(method: &Method, path: &str) -> &'static str {
+    let rest = path.strip_prefix("/api2/json/").unwrap_or("");
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", ["access", "ticket"]) => "login",
+        (_, ["admin", "datastore"]) => "datastore_list",
+        (_, ["admin", "datastore", _, what]) => match *what {
+            "groups" => "groups",
+            "snapshots" => "snapshots",
+            "files" => "files",
+            "status" => "status",
+            "prune" => "prune",
+            "notes" => "notes",
+            "protected" => "protected",
+            "upload-backup-log" => "upload_backup_log",
+            "namespace" => "namespace",
+            "change-owner" => "change_owner",
+            _ => "unknown",
+        },
+        _ => "unknown",
+    }
+}
+
+/// Routes an authenticated request below `/api2/json`.
+pub async fn route(ctx: Ctx, req: Request<Incoming>, path: &str, authid: Authid) -> Result<Response<Body>, ApiError> {
+    let rest = path.strip_prefix("/api2/json").unwrap_or(path);
+    let parts: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    if parts == ["version"] && method == Method::GET {
+        return Ok(reply(Ok(Reply::Data(version()))));
+    }
+    let upload = matches!(parts.as_slice(), ["admin", "datastore", _, "upload-backup-log"]);
+    let call = decode(ctx, req, authid, upload).await?;
+    let result = match (method.as_str(), parts.as_slice()) {
+        ("GET", ["admin", "datastore"]) => datastore::list(&call).await,
+        (m, ["admin", "datastore", store, what]) => {
+            let store = DatastoreName::parse(store)?;
+            match (m, *what) {
+                ("GET", "status") => datastore::status(&call, &store).await,
+                ("GET", "groups") => groups::list(&call, &store).await,
+                ("POST", "change-owner") => groups::change_owner(&call, &store).await,
+                ("GET", "snapshots") => snapshots::list(&call, &store).await,
+                ("DELETE", "snapshots") => snapshots::forget(&call, &store).await,
+                ("GET", "files") => snapshots::files(&call, &store).await,
+                ("GET", "notes") => snapshots::notes(&call, &store).await,
+                ("PUT", "notes") => snapshots::set_notes(&call, &store).await,
+                ("GET", "protected") => snapshots::protected(&call, &store).await,
+                ("PUT", "protected") => snapshots::set_protected(&call, &store).await,
+                ("POST", "upload-backup-log") => snapshots::upload_log(&call, &store).await,
+                ("POST", "prune") => prune::prune(&call, &store).await,
+                ("GET", "namespace") => namespace::list(&call, &store).await,
+                ("POST", "namespace") => namespace::create(&call, &store).await,
+                ("DELETE", "namespace") => namespace::delete(&call, &store).await,
+                _ => Err(ApiError::no_such_path(path)),
+            }
+        }
+        _ => Err(ApiError::no_such_path(path)),
+    };
+    Ok(reply(result))
+}
+
+/// Parameters from the query, plus the JSON/form body of a POST, or the raw upload body.
+async fn decode(ctx: Ctx, req: Request<Incoming>, authid: Authid, upload: bool) -> Result<Call, ApiError> {
+    let method = req.method().clone();
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut params = Params::from_query(parse_query(req.uri().query()));
+    let limit = if upload { MAX_LOG_BODY } else { MAX_PARAM_BODY };
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::bad_request("Request body too large")
+            } else {
+                ApiError::bad_request(format!("unable to read request body - {e}"))
+            }
+        })?
+        .to_bytes();
+    if !upload {
+        let ct = content_type.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !body.is_empty() && ct != "application/json" && ct != "application/x-www-form-urlencoded" {
+            return Err(ApiError::bad_request("unsupported content type"));
+        }
+        params.merge_body(content_type.as_deref(), &body)?;
+    }
+    let body = if upload { body } else { Bytes::new() };
+    Ok(Call { ctx, authid, method, params, body })
+}
+
+/// The strings the CLI prints as `version.release` (numbers would crash it, pitfall 28).
+pub fn version() -> Value {
+    serde_json::json!({
+        "version": "3.2",
+        "release": "4",
+        "repoid": format!("chunkyard-{}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+impl Call {
+    /// The datastore, opened; 400 for an unknown name.
+    pub fn store(&self, name: &DatastoreName) -> Result<Arc<Datastore>, ApiError> {
+        self.ctx.state.datastore(name)
+    }
+
+    /// `ns` (absent = root).
+    pub fn ns(&self) -> Result<Namespace, ApiError> {
+        self.ns_param("ns")
+    }
+
+    pub fn ns_param(&self, name: &str) -> Result<Namespace, ApiError> {
+        match self.params.opt_str(name)? {
+            Some(ns) => Ok(Namespace::parse(ns)?),
+            None => Ok(Namespace::root()),
+        }
+    }
+
+    /// `backup-type` + `backup-id`.
+    pub fn group(&self) -> Result<GroupRef, ApiError> {
+        let ty: BackupType = self.params.str("backup-type")?.parse()?;
+        let id = BackupId::parse(self.params.str("backup-id")?)?;
+        Ok(GroupRef { ty, id })
+    }
+
+    /// The group when both `backup-type` and `backup-id` are given.
+    pub fn opt_group(&self) -> Result<Option<GroupRef>, ApiError> {
+        if self.params.has("backup-type") || self.params.has("backup-id") {
+            return self.group().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// `backup-type` + `backup-id` + `backup-time`.
+    pub fn snapshot(&self) -> Result<SnapshotRef, ApiError> {
+        let group = self.group()?;
+        let epoch = self.params.int("backup-time", 0, i64::MAX as u64)? as i64;
+        Ok(SnapshotRef { group, time: BackupTime::from_epoch(epoch)? })
+    }
+
+    /// Whether the caller holds `privilege` on the namespace's ACL path.
+    pub fn has(&self, store: &DatastoreName, ns: &Namespace, privilege: Privilege) -> bool {
+        self.ctx.state.auth.has_privilege(&self.authid, &acl_path(store, ns), privilege)
+    }
+
+    /// 403 "missing permissions '<priv>' on '<path>'" unless the caller holds `privilege`.
+    pub fn require(&self, store: &DatastoreName, ns: &Namespace, privilege: Privilege) -> Result<(), ApiError> {
+        Ok(self.ctx.state.auth.check_privilege(&self.authid, &acl_path(store, ns), privilege)?)
+    }
+
+    /// PBS's two-level check: `full` grants access to every group, `partial` only to the
+    /// caller's own (returns `Limited`); neither is 403.
+    pub fn access(&self, store: &DatastoreName, ns: &Namespace, full: &[Privilege], partial: Privilege) -> Result<Access, ApiError> {
+        if full.iter().any(|p| self.has(store, ns, *p)) {
+            return Ok(Access::Full);
+        }
+        if self.has(store, ns, partial) {
+            return Ok(Access::Limited);
+        }
+        let names: Vec<&str> = full.iter().map(|p| p.name()).chain([partial.name()]).collect();
+        Err(ApiError::forbidden(format!(
+            "permission check failed - missing {} on {}",
+            names.join("|"),
+            acl_path(store, ns)
+        )))
+    }
+
+    /// `access` plus, when limited, the group-owner check (400 like the reference).
+    pub async fn group_access(
+        &self,
+        store: &Arc<Datastore>,
+        ns: &Namespace,
+        group: &GroupRef,
+        full: &[Privilege],
+        partial: Privilege,
+    ) -> Result<(), ApiError> {
+        if self.access(store.name(), ns, full, partial)? == Access::Full {
+            return Ok(());
+        }
+        check_owner(store, ns, group, &self.authid).await
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Full,
+    Limited,
+}
+
+/// 400 "backup owner check failed (<authid> != <owner>)" unless `authid` matches the owner.
+pub async fn check_owner(store: &Arc<Datastore>, ns: &Namespace, group: &GroupRef, authid: &Authid) -> Result<(), ApiError> {
+    let owner = owner_of(store, ns, group).await?;
+    if authid.matches_owner(&owner) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("backup owner check failed ({authid} != {owner})")))
+    }
+}
+
+pub async fn owner_of(store: &Arc<Datastore>, ns: &Namespace, group: &GroupRef) -> Result<Authid, ApiError> {
+    let (s, ns, g) = (Arc::clone(store), ns.clone(), group.clone());
+    blocking(move || Ok(s.group_owner(&ns, &g)?)).await
+}
+
+/// ACL path of a namespace: `/datastore/<store>[/<ns>...]`.
+pub fn acl_path(store: &DatastoreName, ns: &Namespace) -> String {
+    let mut path = format!("/datastore/{store}");
+    for c in ns.components() {
+        path.push('/');
+        path.push_str(c);
+    }
+    path
+}
+
+/// Runs file-system work on the blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("task failed - {e}")))?
+}
+
+pub fn data(v: Value) -> ReplyResult {
+    Ok(Reply::Data(v))
+}
+
+/// 404 for an object that is not there (the reference's code for missing snapshots).
+pub fn not_found(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("{what} does not exist"))
+}
