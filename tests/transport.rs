@@ -246,7 +246,7 @@ async fn benchmark_upgrade_reaches_http2_speedtest() {
 }
 
 #[tokio::test]
-async fn reader_upgrade_is_not_served_yet() {
+async fn reader_upgrade_checks_its_params_before_switching() {
     let server = TestServer::start();
     let c = client(&server);
     let r = get(
@@ -255,7 +255,7 @@ async fn reader_upgrade_is_not_served_yet() {
         &[("upgrade", "proxmox-backup-reader-protocol-v1")],
     )
     .await;
-    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
 #[test]

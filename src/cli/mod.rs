@@ -6,10 +6,13 @@
 //! exactly one JSON object), logs and errors on stderr (human lines, or with `--log-json`
 //! `log_message` JSON lines).
 
+pub mod acl;
 pub mod datastore;
 pub mod logging;
 pub mod output;
 pub mod serve;
+pub mod token;
+pub mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +63,15 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage users (password login).
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Manage access control lists.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +167,9 @@ pub fn main() -> ExitCode {
         Command::Datastore(cmd) => datastore::run(&cli, cmd),
         Command::Cert(cmd) => serve::cert(&cli, cmd),
         Command::Config(ConfigCommand::Show { out }) => serve::show_config(&cli, out.json),
+        Command::User(cmd) => user::run(&cli, cmd),
+        Command::Token(cmd) => token::run(&cli, cmd),
+        Command::Acl(cmd) => acl::run(&cli, cmd),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
