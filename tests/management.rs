@@ -210,3 +210,42 @@ async fn owners_and_privileges() {
     assert_eq!(all.as_array().unwrap().len(), 2);
     let _ = Value::Null;
 }
+
+#[tokio::test]
+async fn garbage_collection_runs_as_a_task_the_cli_can_follow() {
+    let server = server();
+    let c = client(&server);
+    backup_blob(&server, &c, "gc", T0).await;
+    let upid = c.call(Method::POST, &path(&server, "gc"), &[], None).await.unwrap();
+    let upid = upid.as_str().expect("gc answers a UPID string").to_string();
+    assert!(upid.starts_with("UPID:localhost:") && upid.contains(":garbage_collection:store:"), "{upid}");
+    let encoded = percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC).to_string();
+    // Follow the log as the CLI does: numbered lines from 1, `total` and `active` beside `data`.
+    let mut start = 1u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut text = Vec::new();
+    loop {
+        let q = [("start", start.to_string()), ("limit", "500".to_string()), ("test-status", "true".to_string())];
+        let r = c.call_raw(Method::GET, &format!("nodes/localhost/tasks/{encoded}/log"), &q, None, Auth::Token).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        for line in v["data"].as_array().unwrap() {
+            assert_eq!(line["n"].as_u64(), Some(start));
+            text.push(line["t"].as_str().unwrap().to_string());
+            start += 1;
+        }
+        if start > v["total"].as_u64().unwrap() && !v["active"].as_bool().unwrap() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "gc task never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(text.iter().any(|t| t.contains("On-Disk usage")), "{text:?}");
+    let st = c.call(Method::GET, &format!("nodes/localhost/tasks/{encoded}/status"), &[], None).await.unwrap();
+    assert_eq!((st["status"].as_str(), st["exitstatus"].as_str()), (Some("stopped"), Some("OK")));
+    let gc_status = std::fs::read_to_string(server.store_path().join(".gc-status")).unwrap();
+    assert!(gc_status.contains(&upid), "{gc_status}");
+    // An unknown task is 404.
+    let missing = c.call(Method::GET, "nodes/localhost/tasks/UPID:x/status", &[], None).await;
+    assert_eq!(missing.unwrap_err().status(), Some(StatusCode::NOT_FOUND));
+}

@@ -1,5 +1,6 @@
 //! `GET /admin/datastore` (the stores the caller may see) and `GET /admin/datastore/{store}/status`
-//! (file-system usage as integers, `total` > 0: the client divides by it, pitfall 28).
+//! (file-system usage as integers, `total` > 0: the client divides by it, pitfall 28), and
+//! `POST .../gc`, which starts garbage collection as a task and answers its UPID.
 
 use serde_json::{Value, json};
 
@@ -7,7 +8,9 @@ use crate::format::{DatastoreName, Namespace};
 use crate::protocol::ApiError;
 use crate::protocol::h2::ReplyResult;
 use crate::server::api::{Call, blocking, data};
-use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup};
+use crate::server::api::tasks;
+use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
+use crate::store::gc::GcOptions;
 
 pub async fn list(call: &Call) -> ReplyResult {
     let root = Namespace::root();
@@ -40,4 +43,24 @@ pub async fn status(call: &Call, name: &DatastoreName) -> ReplyResult {
     })
     .await?;
     data(json!({ "total": total.max(1), "used": used, "avail": avail }))
+}
+
+/// Needs `Datastore.Modify`; the sweep's numbers go to the task log and `.gc-status`.
+pub fn garbage_collect(call: &Call, name: &DatastoreName) -> ReplyResult {
+    call.require(name, &Namespace::root(), DatastoreModify)?;
+    let store = call.store(name)?;
+    let upid = tasks::spawn("garbage_collection", name.as_str(), &call.authid, move |log, upid| {
+        log.log(format!("starting garbage collection on store {}", store.name()));
+        let opts = GcOptions { upid: Some(upid.to_string()), ..GcOptions::default() };
+        let st = store.garbage_collect(&opts).map_err(|e| e.to_string())?;
+        log.log(format!("Removed garbage: {} bytes, {} chunks", st.removed_bytes, st.removed_chunks));
+        log.log(format!("Pending removals: {} bytes, {} chunks", st.pending_bytes, st.pending_chunks));
+        log.log(format!("Original data usage: {} bytes, {} index files", st.index_data_bytes, st.index_file_count));
+        log.log(format!("On-Disk usage: {} bytes, {} chunks", st.disk_bytes, st.disk_chunks));
+        if st.still_bad > 0 {
+            log.log(format!("Still bad chunks: {}", st.still_bad));
+        }
+        Ok(())
+    });
+    data(json!(upid))
 }

@@ -2,7 +2,8 @@
 //! for GET/PUT/DELETE, JSON or form body for POST, raw body for the log upload), and the
 //! privilege rules the endpoints share. One file per area: `access.rs` (login), `datastore.rs`
 //! (datastore list, status), `groups.rs` (groups, change-owner), `snapshots.rs` (snapshots,
-//! files, forget, notes, protected, log upload), `prune.rs`, `namespace.rs`.
+//! files, forget, notes, protected, log upload), `prune.rs`, `namespace.rs`, `tasks.rs` (worker
+//! tasks: garbage collection's UPID, task log and status).
 //!
 //! Answers use the `{"data": ...}` envelope, errors plain text with their status (protocol.md
 //! 1.2); both come from `protocol::h2::encode_reply` through `http::reply`.
@@ -13,6 +14,7 @@ pub mod groups;
 pub mod namespace;
 pub mod prune;
 pub mod snapshots;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -50,11 +52,13 @@ pub fn endpoint_name(method: &Method, path: &str) -> &'static str {
     match (method.as_str(), parts.as_slice()) {
         ("POST", ["access", "ticket"]) => "login",
         (_, ["admin", "datastore"]) => "datastore_list",
+        (_, ["nodes", _, "tasks", _, _]) => "task",
         (_, ["admin", "datastore", _, what]) => match *what {
             "groups" => "groups",
             "snapshots" => "snapshots",
             "files" => "files",
             "status" => "status",
+            "gc" => "gc",
             "prune" => "prune",
             "notes" => "notes",
             "protected" => "protected",
@@ -80,10 +84,13 @@ pub async fn route(ctx: Ctx, req: Request<Incoming>, path: &str, authid: Authid)
     let call = decode(ctx, req, authid, upload).await?;
     let result = match (method.as_str(), parts.as_slice()) {
         ("GET", ["admin", "datastore"]) => datastore::list(&call).await,
+        ("GET", ["nodes", _, "tasks", upid, "log"]) => return tasks::log(upid, &call.authid, &call.params),
+        ("GET", ["nodes", _, "tasks", upid, "status"]) => tasks::status(upid, &call.authid).map(Reply::Data),
         (m, ["admin", "datastore", store, what]) => {
             let store = DatastoreName::parse(store)?;
             match (m, *what) {
                 ("GET", "status") => datastore::status(&call, &store).await,
+                ("POST", "gc") => datastore::garbage_collect(&call, &store),
                 ("GET", "groups") => groups::list(&call, &store).await,
                 ("POST", "change-owner") => groups::change_owner(&call, &store).await,
                 ("GET", "snapshots") => snapshots::list(&call, &store).await,

@@ -1,0 +1,119 @@
+//! Worker tasks as the CLI sees them (protocol.md 6, `garbage-collect`): a call that starts
+//! one answers its UPID; the client then polls `GET /nodes/localhost/tasks/<UPID>/log`
+//! (`data` = `[{"n", "t"}]` with `total` and `active` beside `data`) and `.../status`.
+//!
+//! Tasks run on the blocking pool and keep their log in memory for the life of the process;
+//! the UPID follows PBS's shape so the client (and `verify_state` consumers) can parse it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+use crate::format::Authid;
+use crate::protocol::ApiError;
+use crate::protocol::backup_params::Params;
+use crate::protocol::h2::JSON_CONTENT_TYPE;
+use crate::server::http::Body;
+
+/// Node name in UPIDs and task paths; the CLI always asks `nodes/localhost`.
+pub const NODE: &str = "localhost";
+
+#[derive(Debug, Default)]
+struct Task {
+    owner: String,
+    lines: Vec<String>,
+    /// `None` while running, then "OK" or "<error text>".
+    exit: Option<String>,
+}
+
+type Tasks = Mutex<HashMap<String, Arc<Mutex<Task>>>>;
+
+fn tasks() -> &'static Tasks {
+    static TASKS: OnceLock<Tasks> = OnceLock::new();
+    TASKS.get_or_init(Default::default)
+}
+
+/// The log a running task writes to.
+pub struct TaskLog(Arc<Mutex<Task>>);
+
+impl TaskLog {
+    /// Appends a line, prefixed with the time like PBS (the CLI strips the first 27 chars).
+    pub fn log(&self, line: impl AsRef<str>) {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S+00:00");
+        self.0.lock().expect("task lock").lines.push(format!("{now}: {}", line.as_ref()));
+    }
+}
+
+/// Starts `work` as a task and returns its UPID at once.
+pub fn spawn(
+    kind: &str,
+    id: &str,
+    authid: &Authid,
+    work: impl FnOnce(&TaskLog, &str) -> Result<(), String> + Send + 'static,
+) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let now = chrono::Utc::now().timestamp();
+    let upid = format!("UPID:{NODE}:{:08X}:{:08X}:{n:08X}:{now:08X}:{kind}:{id}:{authid}:", std::process::id(), 0);
+    let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), ..Task::default() }));
+    tasks().lock().expect("tasks lock").insert(upid.clone(), Arc::clone(&task));
+    let log = TaskLog(task);
+    let task_upid = upid.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = work(&log, &task_upid);
+        let exit = match result {
+            Ok(()) => "OK".to_string(),
+            Err(e) => {
+                log.log(format!("TASK ERROR: {e}"));
+                e
+            }
+        };
+        log.0.lock().expect("task lock").exit = Some(exit);
+    });
+    upid
+}
+
+fn find(upid: &str, authid: &Authid) -> Result<Arc<Mutex<Task>>, ApiError> {
+    let task = tasks().lock().expect("tasks lock").get(upid).cloned();
+    let task = task.ok_or_else(|| ApiError::not_found(format!("no such task '{upid}'")))?;
+    // Only the starter (or its user, for a token) sees a task; admins of the store would in
+    // PBS too, but the CLI only ever reads its own.
+    let owner = Authid::parse(&task.lock().expect("task lock").owner).map_err(ApiError::from)?;
+    if !authid.matches_owner(&owner) && authid != &owner {
+        return Err(ApiError::forbidden("permission check failed"));
+    }
+    Ok(task)
+}
+
+/// `GET nodes/localhost/tasks/<UPID>/log?start&limit`: lines are numbered from 1.
+pub fn log(upid: &str, authid: &Authid, params: &Params) -> Result<Response<Body>, ApiError> {
+    let task = find(upid, authid)?;
+    let start = params.opt_int("start", 0, u64::MAX)?.unwrap_or(0).max(1);
+    let limit = params.opt_int("limit", 0, u64::MAX)?.unwrap_or(50);
+    let task = task.lock().expect("task lock");
+    let total = task.lines.len() as u64;
+    let data: Vec<Value> = (start..=total)
+        .take(limit as usize)
+        .map(|n| json!({ "n": n, "t": task.lines[(n - 1) as usize] }))
+        .collect();
+    let body = json!({ "data": data, "total": total, "active": task.exit.is_none() });
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+    Ok(response)
+}
+
+/// `GET nodes/localhost/tasks/<UPID>/status`.
+pub fn status(upid: &str, authid: &Authid) -> Result<Value, ApiError> {
+    let task = find(upid, authid)?;
+    let task = task.lock().expect("task lock");
+    Ok(match &task.exit {
+        None => json!({ "upid": upid, "status": "running" }),
+        Some(exit) => json!({ "upid": upid, "status": "stopped", "exitstatus": exit }),
+    })
+}
