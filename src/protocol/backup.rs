@@ -7,6 +7,11 @@
 //! the session's budget (sized to the HTTP/2 window). Until then its bytes stay in HTTP/2 flow
 //! control, so a full pipeline slows the client instead of growing memory. The body is read
 //! once into one buffer of the announced size and passed on by ownership.
+//!
+//! Limit of this scheme: the budget equals the connection window, so a client that opened many
+//! chunk streams and sent part of each, together filling the window, could starve the streams
+//! that hold budget. Clients send stream data in order (the real one keeps ≤ 7 uploads in
+//! flight), which keeps far below that.
 
 use std::rc::Rc;
 use std::sync::Arc;
