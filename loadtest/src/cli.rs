@@ -96,7 +96,8 @@ pub enum Scenario {
     Many256,
     /// ingest-16 seeded unmeasured, then restored over the reader protocol.
     Restore,
-    /// Benchmark sessions posting /speedtest (4 sessions x 256 MiB).
+    /// One benchmark session posting 1 GiB to /speedtest (the server locks `host/benchmark`,
+    /// so benchmark sessions cannot run side by side).
     Speedtest,
     /// Only the flags.
     Custom,
@@ -184,7 +185,7 @@ impl Args {
             Scenario::Dedup => (16, 1024, Mode::Dedup),
             Scenario::Many256 => (256, 64, Mode::Backup),
             Scenario::Restore => (16, 1024, Mode::Restore),
-            Scenario::Speedtest => (4, 256, Mode::Speedtest),
+            Scenario::Speedtest => (1, 1024, Mode::Speedtest),
             Scenario::Custom => (1, 64, Mode::Backup),
         };
         let sessions = self.sessions.map_or(sessions, |n| n as usize);
@@ -218,7 +219,12 @@ impl Args {
             }
             None => Model::Closed { in_flight: self.in_flight.max(1) },
         };
-        Ok((spec, self.mode.unwrap_or(mode), model))
+        let mode = self.mode.unwrap_or(mode);
+        anyhow::ensure!(
+            mode != Mode::Speedtest || sessions == 1,
+            "speedtest runs one session: the server allows one benchmark session (host/benchmark) at a time"
+        );
+        Ok((spec, mode, model))
     }
 }
 

@@ -98,6 +98,7 @@ fn comparison(reports: &[stats::Report], targets: usize) -> Option<serde_json::V
             .get("upload_chunk")
             .or_else(|| r.latency.get("chunk"))
             .or_else(|| r.latency.get("speedtest"))
+            .or_else(|| r.latency.get("append"))
             .map_or(0.0, |l| l.p99_ms)
     };
     let (a, b) = (pick(0, &mbps), pick(1, &mbps));
