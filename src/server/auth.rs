@@ -473,6 +473,15 @@ mod tests {
         assert!(parse_token_header(None).is_err());
     }
 
+    #[test]
+    fn cookie_forms() {
+        assert_eq!(cookie_ticket(b"PBSAuthCookie=PBS%3Aa%40pbs%3A1::x").as_deref(), Some("PBS:a@pbs:1::x"));
+        assert_eq!(cookie_ticket(b"other=1; PBSAuthCookie=t1").as_deref(), Some("t1"));
+        assert_eq!(cookie_ticket(b"PBSAuthCookie=t1; __Host-PBSAuthCookie=t2").as_deref(), Some("t2"));
+        assert_eq!(cookie_ticket(b"nothing=here"), None);
+        assert_eq!(cookie_ticket(b"\xff"), None);
+    }
+
     #[tokio::test]
     async fn bootstrap_and_verify() {
         let dir = tempfile::tempdir().unwrap();

@@ -281,3 +281,24 @@ pub fn data(v: Value) -> ReplyResult {
 pub fn not_found(what: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("{what} does not exist"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_names_never_carry_ids() {
+        assert_eq!(endpoint_name(&Method::POST, "/api2/json/access/ticket"), "login");
+        assert_eq!(endpoint_name(&Method::GET, "/api2/json/admin/datastore/s1/snapshots"), "snapshots");
+        assert_eq!(endpoint_name(&Method::GET, "/api2/json/nodes/localhost/tasks/UPID:x:y/log"), "task");
+        assert_eq!(endpoint_name(&Method::GET, "/api2/json/admin/datastore/s1/whatever"), "unknown");
+        assert_eq!(endpoint_name(&Method::GET, "/elsewhere"), "unknown");
+    }
+
+    #[test]
+    fn acl_paths_follow_the_namespace() {
+        let store = DatastoreName::parse("store1").unwrap();
+        assert_eq!(acl_path(&store, &Namespace::root()), "/datastore/store1");
+        assert_eq!(acl_path(&store, &Namespace::parse("a/b").unwrap()), "/datastore/store1/a/b");
+    }
+}
