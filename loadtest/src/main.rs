@@ -50,7 +50,7 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
             workload.pool_bytes() >> 20
         );
     }
-    let base = chrono_now();
+    let base = unix_now();
     let mut reports = Vec::new();
     for round in 0..args.rounds.max(1) {
         for (i, target) in targets.iter().enumerate() {
@@ -59,7 +59,8 @@ async fn main_async(args: Args) -> anyhow::Result<()> {
                 mode,
                 model,
                 style,
-                tag: base + (round * targets.len() + i) as i64 * 10,
+                tag: base.as_secs() as i64,
+                run_id: format!("{}-{}-{}", base.as_millis(), std::process::id(), round * targets.len() + i),
             };
             let report = run::run(target, &workload, &spec).await?;
             if !args.json {
@@ -109,8 +110,8 @@ fn comparison(reports: &[stats::Report], targets: usize) -> Option<serde_json::V
     }))
 }
 
-fn chrono_now() -> i64 {
+fn unix_now() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .unwrap_or_default()
 }

@@ -25,8 +25,11 @@ pub struct RunSpec<'a> {
     pub mode: Mode,
     pub model: Model,
     pub style: Style,
-    /// Makes backup ids unique per run (several runs may share a datastore).
+    /// Backup time of the first pass (the measured pass of a seeded mode uses tag + 1).
     pub tag: i64,
+    /// Makes backup ids unique per run: runs may share a datastore and start within the same
+    /// second, and a group refuses a backup time older than its last one.
+    pub run_id: String,
 }
 
 pub async fn run(t: &Target, w: &Arc<Workload>, spec: &RunSpec<'_>) -> anyhow::Result<Report> {
@@ -145,7 +148,7 @@ async fn pass(
         let ctx = SessionCtx {
             client: client.clone(),
             store: t.store.clone(),
-            backup_id: if mode == Mode::Speedtest { "benchmark".into() } else { format!("lt{}-{session}", spec.tag) },
+            backup_id: if mode == Mode::Speedtest { "benchmark".into() } else { format!("lt{}-{session}", spec.run_id) },
             backup_time: match mode {
                 Mode::Speedtest => spec.tag + session as i64,
                 _ if measured_backup && spec.mode.seeds() => spec.tag + 1,
