@@ -214,7 +214,7 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
             (q(&digest, 3000, 13), raw.slice(..13), Want::any()),
             (q(&digest, 3000, n), Bytes::from(vec![0u8; n]), Want::exact("unable to parse raw blob - wrong magic")),
             (q(&digest, 3000, 20), Bytes::from(vec![0xffu8; 20]), Want::exact("unable to parse raw blob - wrong magic")),
-            (q(&digest, 3000, 100), Bytes::from(vec![b'x'; 16 << 10]), Want::exact("uploaded chunk is larger than announced.")),
+            (q(&digest, 3000, 100), Bytes::from(vec![b'x'; 1 << 20]), Want::exact("uploaded chunk is larger than announced.")),
         ];
         for i in 0..8 {
             let mut b = raw.to_vec();

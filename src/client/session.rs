@@ -146,10 +146,16 @@ impl H2Conn {
             .body(())?;
         let mut send = self.send.clone().ready().await?;
         let (response, mut stream) = send.send_request(request, body.is_empty())?;
-        if !body.is_empty() {
-            send_body(&mut stream, body).await?;
-        }
-        let response = response.await?;
+        let sent = if body.is_empty() { Ok(()) } else { send_body(&mut stream, body).await };
+        // A server that refuses a body early answers, then resets the stream: the answer
+        // (if it came) is what the caller wants to see, not the reset.
+        let response = match response.await {
+            Ok(r) => r,
+            Err(e) => {
+                sent?;
+                return Err(e.into());
+            }
+        };
         let status = response.status();
         let mut recv = response.into_body();
         let mut all = BytesMut::new();
