@@ -116,4 +116,17 @@ async fn serve_runs_the_configured_server() {
     assert!(handshakes >= 1.0, "{scrape}");
 
     assert!(serve.child.try_wait().unwrap().is_none(), "serve exited early");
+
+    // SIGTERM (how systemd stops a service) ends serve cleanly with exit code 0
+    // SAFETY: plain kill(2) on the child we spawned and still own.
+    assert_eq!(unsafe { libc::kill(serve.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "serve exited with {status} after SIGTERM");
 }

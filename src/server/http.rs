@@ -53,9 +53,9 @@ pub(super) async fn accept_loop(
             Some(rx) => {
                 let _ = rx.await;
             }
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            // Without an explicit shutdown channel this is the real service: stop on Ctrl-C or
+            // on SIGTERM, which is how systemd and container runtimes ask a service to stop.
+            None => wait_for_stop_signal().await,
         }
     };
     tokio::pin!(stop);
@@ -87,6 +87,22 @@ pub(super) async fn accept_loop(
             actix_rt::spawn(connection(ctx, std_socket));
         });
         next = next.wrapping_add(1);
+    }
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!("unable to listen for SIGTERM ({e}); only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
