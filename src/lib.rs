@@ -22,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod format;
+pub mod jobs;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -81,6 +81,16 @@ pub const DATASTORE_AVAILABLE: &str = "chunkyard_datastore_available_bytes";
 pub const DATASTORE_SIZE: &str = "chunkyard_datastore_size_bytes";
 /// Gauge{version}: always 1; the label says which build is running.
 pub const BUILD_INFO: &str = "chunkyard_build_info";
+/// Histogram{job}: duration of one maintenance job run (gc, verify, prune).
+pub const JOB_DURATION: &str = "chunkyard_job_duration_seconds";
+/// Counter{job}: chunks a maintenance job looked at (gc: swept files, verify: chunks checked).
+pub const JOB_CHUNKS: &str = "chunkyard_job_chunks_total";
+/// Counter{job}: bytes of chunk files GC removed.
+pub const JOB_REMOVED_BYTES: &str = "chunkyard_job_removed_bytes_total";
+/// Counter{job}: chunks verify found corrupt or missing.
+pub const JOB_CORRUPT_CHUNKS: &str = "chunkyard_job_corrupt_chunks_total";
+/// Counter{job}: snapshots prune removed.
+pub const JOB_SNAPSHOTS_REMOVED: &str = "chunkyard_job_snapshots_removed_total";
 
 // ---- label names and values --------------------------------------------------------------
 
@@ -94,6 +104,7 @@ pub const LABEL_OUTCOME: &str = "outcome";
 pub const LABEL_REASON: &str = "reason";
 pub const LABEL_DATASTORE: &str = "datastore";
 pub const LABEL_VERSION: &str = "version";
+pub const LABEL_JOB: &str = "job";
 
 /// Values of the `method` label of [`CHUNK_WRITES`].
 pub const METHOD_IO_URING: &str = "io_uring";
@@ -191,6 +202,8 @@ pub const REQUEST_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0,
 ];
+/// Maintenance jobs take from milliseconds (an empty store) to hours (verify of terabytes).
+pub const JOB_BUCKETS: &[f64] = &[0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 10800.0, 43200.0];
 /// Chunk sizes, powers of two from 1 KiB to 16 MiB (PBS chunks are at most 16 MiB).
 pub const CHUNK_SIZE_BUCKETS: &[f64] = &[
     1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 524288.0, 1048576.0, 2097152.0, 4194304.0,
@@ -232,6 +245,11 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(DATASTORE_AVAILABLE, Gauge, Bytes, "Bytes available to unprivileged writers on the file system holding a datastore."),
     def(DATASTORE_SIZE, Gauge, Bytes, "Total size of the file system holding a datastore."),
     def(BUILD_INFO, Gauge, Count, "Always 1; the version label names the running build."),
+    hist(JOB_DURATION, Seconds, "Duration of one maintenance job run, by job (gc, verify, prune).", JOB_BUCKETS),
+    def(JOB_CHUNKS, Counter, Count, "Chunks a maintenance job processed (gc: chunk files swept, verify: chunks checked)."),
+    def(JOB_REMOVED_BYTES, Counter, Bytes, "Bytes of chunk files removed by garbage collection."),
+    def(JOB_CORRUPT_CHUNKS, Counter, Count, "Chunks verify found corrupt or missing."),
+    def(JOB_SNAPSHOTS_REMOVED, Counter, Count, "Snapshots removed by prune."),
 ];
 
 /// Registers help texts and units with the current recorder.

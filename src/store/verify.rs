@@ -22,6 +22,14 @@ use crate::store::{Datastore, Result, StoreError};
 pub struct VerifyCache {
     ok: HashSet<Digest>,
     corrupt: HashSet<Digest>,
+    bytes_read: u64,
+}
+
+impl VerifyCache {
+    /// Chunks found good, chunks found corrupt or missing, and chunk bytes read so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.ok.len() as u64, self.corrupt.len() as u64, self.bytes_read)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +155,8 @@ impl Datastore {
         todo.sort_unstable();
         for (_, d, len) in todo {
             match self.check_chunk(&d, len, mode) {
-                Ok(()) => {
+                Ok(read) => {
+                    cache.bytes_read += read;
                     cache.ok.insert(d);
                 }
                 Err(ChunkFault::Mode(e)) => errors.push(e),
@@ -163,7 +172,8 @@ impl Datastore {
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 
-    fn check_chunk(&self, d: &Digest, len: u64, mode: CryptMode) -> Result<(), ChunkFault> {
+    /// Returns the bytes read for a good chunk.
+    fn check_chunk(&self, d: &Digest, len: u64, mode: CryptMode) -> Result<u64, ChunkFault> {
         let corrupt = |e: String| ChunkFault::Corrupt(format!("chunk {d}: {e}"));
         let raw = self.chunks().read(d).map_err(|e| corrupt(e.to_string()))?;
         let kind = blob::check_crc(&raw).map_err(|e| corrupt(e.to_string()))?;
@@ -171,7 +181,7 @@ impl Datastore {
             return Err(ChunkFault::Mode(format!("chunk {d}: crypt mode of chunk and index don't match")));
         }
         blob::verify_chunk(&raw, d, len).map_err(|e| corrupt(e.to_string()))?;
-        Ok(())
+        Ok(raw.len() as u64)
     }
 }
 

@@ -50,16 +50,9 @@ pub fn garbage_collect(call: &Call, name: &DatastoreName) -> ReplyResult {
     call.require(name, &Namespace::root(), DatastoreModify)?;
     let store = call.store(name)?;
     let upid = tasks::spawn("garbage_collection", name.as_str(), &call.authid, move |log, upid| {
-        log.log(format!("starting garbage collection on store {}", store.name()));
         let opts = GcOptions { upid: Some(upid.to_string()), ..GcOptions::default() };
-        let st = store.garbage_collect(&opts).map_err(|e| e.to_string())?;
-        log.log(format!("Removed garbage: {} bytes, {} chunks", st.removed_bytes, st.removed_chunks));
-        log.log(format!("Pending removals: {} bytes, {} chunks", st.pending_bytes, st.pending_chunks));
-        log.log(format!("Original data usage: {} bytes, {} index files", st.index_data_bytes, st.index_file_count));
-        log.log(format!("On-Disk usage: {} bytes, {} chunks", st.disk_bytes, st.disk_chunks));
-        if st.still_bad > 0 {
-            log.log(format!("Still bad chunks: {}", st.still_bad));
-        }
+        // jobs::gc logs the figures and records the job metrics, the same as `chunkyard gc`.
+        crate::jobs::gc(&store, &opts, &mut |line| log.log(line)).map_err(|e| e.to_string())?;
         Ok(())
     });
     data(json!(upid))

@@ -2,8 +2,10 @@
 //! one answers its UPID; the client then polls `GET /nodes/localhost/tasks/<UPID>/log`
 //! (`data` = `[{"n", "t"}]` with `total` and `active` beside `data`) and `.../status`.
 //!
-//! Tasks run on the blocking pool and keep their log in memory for the life of the process;
-//! the UPID follows PBS's shape so the client (and `verify_state` consumers) can parse it.
+//! Tasks run on the blocking pool and keep their log in memory, bounded: at most [`MAX_TASKS`]
+//! tasks (finished ones are forgotten oldest first) and [`MAX_LINES`] lines each (later lines
+//! are counted, not kept). The UPID follows PBS's shape so the client (and `verify_state`
+//! consumers) can parse it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,11 @@ use crate::protocol::backup_params::Params;
 use crate::protocol::h2::JSON_CONTENT_TYPE;
 use crate::server::http::Body;
 
+/// Tasks remembered; running ones are never forgotten.
+pub const MAX_TASKS: usize = 64;
+/// Log lines kept per task.
+pub const MAX_LINES: usize = 10_000;
+
 /// Node name in UPIDs and task paths; the CLI always asks `nodes/localhost`.
 pub const NODE: &str = "localhost";
 
@@ -27,6 +34,10 @@ pub const NODE: &str = "localhost";
 struct Task {
     owner: String,
     lines: Vec<String>,
+    /// Lines not kept beyond [`MAX_LINES`].
+    dropped: u64,
+    /// Order of creation, to forget the oldest finished task first.
+    seq: u64,
     /// `None` while running, then "OK" or "<error text>".
     exit: Option<String>,
 }
@@ -45,7 +56,12 @@ impl TaskLog {
     /// Appends a line, prefixed with the time like PBS (the CLI strips the first 27 chars).
     pub fn log(&self, line: impl AsRef<str>) {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S+00:00");
-        self.0.lock().expect("task lock").lines.push(format!("{now}: {}", line.as_ref()));
+        let mut task = self.0.lock().expect("task lock");
+        if task.lines.len() < MAX_LINES {
+            task.lines.push(format!("{now}: {}", line.as_ref()));
+        } else {
+            task.dropped += 1;
+        }
     }
 }
 
@@ -60,8 +76,21 @@ pub fn spawn(
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let now = chrono::Utc::now().timestamp();
     let upid = format!("UPID:{NODE}:{:08X}:{:08X}:{n:08X}:{now:08X}:{kind}:{id}:{authid}:", std::process::id(), 0);
-    let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), ..Task::default() }));
-    tasks().lock().expect("tasks lock").insert(upid.clone(), Arc::clone(&task));
+    let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), seq: n, ..Task::default() }));
+    {
+        let mut all = tasks().lock().expect("tasks lock");
+        while all.len() >= MAX_TASKS {
+            let oldest_finished = all
+                .iter()
+                .filter_map(|(k, t)| t.lock().ok().filter(|t| t.exit.is_some()).map(|t| (t.seq, k.clone())))
+                .min();
+            match oldest_finished {
+                Some((_, k)) => all.remove(&k),
+                None => break,
+            };
+        }
+        all.insert(upid.clone(), Arc::clone(&task));
+    }
     let log = TaskLog(task);
     let task_upid = upid.clone();
     tokio::task::spawn_blocking(move || {
@@ -73,7 +102,13 @@ pub fn spawn(
                 e
             }
         };
-        log.0.lock().expect("task lock").exit = Some(exit);
+        let mut task = log.0.lock().expect("task lock");
+        if task.dropped > 0 {
+            // Past the cap on purpose: the reader must learn that lines are missing.
+            let n = task.dropped;
+            task.lines.push(format!("({n} log lines not kept)"));
+        }
+        task.exit = Some(exit);
     });
     upid
 }
