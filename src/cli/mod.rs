@@ -8,11 +8,14 @@
 
 pub mod acl;
 pub mod datastore;
+pub mod gc;
 pub mod logging;
 pub mod output;
+pub mod prune;
 pub mod serve;
 pub mod token;
 pub mod user;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +75,12 @@ pub enum Command {
     /// Manage access control lists.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Garbage-collect a datastore (remove chunks no index references).
+    Gc(gc::GcArgs),
+    /// Verify snapshots; corrupt chunks are renamed to `.bad`.
+    Verify(verify::VerifyArgs),
+    /// Prune a backup group by keep-* rules.
+    Prune(prune::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +179,9 @@ pub fn main() -> ExitCode {
         Command::User(cmd) => user::run(&cli, cmd),
         Command::Token(cmd) => token::run(&cli, cmd),
         Command::Acl(cmd) => acl::run(&cli, cmd),
+        Command::Gc(args) => gc::run(&cli, args),
+        Command::Verify(args) => verify::run(&cli, args),
+        Command::Prune(args) => prune::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
