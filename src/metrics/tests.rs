@@ -58,6 +58,10 @@ fn record_everything() {
     metrics::counter!(ERRORS, LABEL_KIND => "bad_request").increment(1);
     metrics::counter!(TLS_HANDSHAKE_FAILURES, LABEL_REASON => REASON_TIMEOUT).increment(1);
     sample_disk_usage([("store", std::path::Path::new("/"))]);
+    metrics::histogram!(JOB_DURATION, LABEL_JOB => "gc").record(1.5);
+    for name in [JOB_CHUNKS, JOB_REMOVED_BYTES, JOB_CORRUPT_CHUNKS, JOB_SNAPSHOTS_REMOVED] {
+        metrics::counter!(name, LABEL_JOB => "gc").increment(1);
+    }
 }
 
 #[test]
