@@ -80,7 +80,7 @@ pub fn gc(store: &Datastore, opts: &GcOptions, log: Log) -> Result<GcStatus> {
     log(format!("Removed bad chunks: {}", status.removed_bad));
     log(format!("Pending removals: {} bytes in {} chunks", status.pending_bytes, status.pending_chunks));
     log(format!("Still bad chunks: {}", status.still_bad));
-    log(format!("On-disk chunks: {}, {} bytes", status.disk_chunks, status.disk_bytes));
+    log(format!("On-Disk usage: {} bytes, {} chunks", status.disk_bytes, status.disk_chunks));
     Ok(status)
 }
 
