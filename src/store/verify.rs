@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::Digest as _;
 
@@ -16,6 +17,9 @@ use crate::format::{ArchiveKind, ArchiveName, Digest, Namespace, SnapshotRef, bl
 use crate::store::admin::load_manifest;
 use crate::store::lock::DirLock;
 use crate::store::{Datastore, Result, StoreError};
+
+/// Reader threads per verify; more than the cores so reads wait on the disk in parallel.
+pub const VERIFY_THREADS: usize = 4;
 
 /// Chunks already judged within one verify task, so each is read once.
 #[derive(Debug, Default)]
@@ -153,8 +157,9 @@ impl Datastore {
             }
         }
         todo.sort_unstable();
-        for (_, d, len) in todo {
-            match self.check_chunk(&d, len, mode) {
+        let results = self.check_chunks_parallel(&todo, mode);
+        for ((_, d, _), result) in todo.into_iter().zip(results) {
+            match result {
                 Ok(read) => {
                     cache.bytes_read += read;
                     cache.ok.insert(d);
@@ -170,6 +175,39 @@ impl Datastore {
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    }
+
+    /// Checks `todo` with [`VERIFY_THREADS`] readers, each taking the next chunk in the given
+    /// (inode) order, so reads overlap with hashing and the disk queue stays full. Results come
+    /// back in `todo`'s order; the caller alone touches the cache and quarantines.
+    fn check_chunks_parallel(&self, todo: &[(u64, Digest, u64)], mode: CryptMode) -> Vec<Result<u64, ChunkFault>> {
+        let threads = VERIFY_THREADS.min(todo.len());
+        if threads <= 1 {
+            return todo.iter().map(|(_, d, len)| self.check_chunk(d, *len, mode)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<u64, ChunkFault>>> = (0..todo.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((_, d, len)) = todo.get(i) else { break };
+                            done.push((i, self.check_chunk(d, *len, mode)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for w in workers {
+                for (i, r) in w.join().expect("verify reader panicked") {
+                    out[i] = Some(r);
+                }
+            }
+        });
+        out.into_iter().map(|r| r.expect("every chunk checked")).collect()
     }
 
     /// Returns the bytes read for a good chunk.
