@@ -213,8 +213,87 @@ fn verify_and_gc_accept_everything_pbs_wrote() {
         let m = ds.open_snapshot(&Namespace::root(), snap).unwrap().manifest().unwrap();
         assert_eq!(m.unprotected["verify_state"]["state"], "ok");
     }
-    // Every chunk here is referenced: a GC with no grace period removes nothing.
-    let opts = chunkyard::store::gc::GcOptions { atime_cutoff: -3600, upid: None };
-    let st = ds.garbage_collect(&opts).unwrap();
-    assert_eq!((st.removed_chunks, st.disk_chunks, st.index_file_count), (0, 84, 8), "{st:?}");
+
+    // Age every chunk file by an hour, then GC with the default cutoff: the mark phase must
+    // touch exactly the chunks PBS's indexes reference (their atime comes back to "now") and
+    // no other (6 of the 84 files are orphans left by the failed `--chunk-size 64` image run),
+    // and the sweep must remove nothing, since nothing is older than the cutoff.
+    let chunk_files = all_chunk_files(ds.root());
+    assert_eq!(chunk_files.len(), 84);
+    let referenced = referenced_chunk_files(ds.root());
+    assert_eq!(referenced.len(), 78);
+    let hour_ago = now_secs() - 3600;
+    for f in &chunk_files {
+        set_atime(f, hour_ago);
+    }
+    let before = now_secs();
+    let st = ds.garbage_collect(&chunkyard::store::gc::GcOptions::default()).unwrap();
+    assert_eq!((st.removed_chunks, st.removed_bad, st.index_file_count), (0, 0, 8), "{st:?}");
+    // disk vs pending compares atimes from the kernel's coarse clock with GC start in whole
+    // seconds, so a chunk marked right at a second boundary may count as pending: only the sum
+    // is exact. What must hold exactly is which files were marked.
+    assert_eq!(st.disk_chunks + st.pending_chunks, 84, "{st:?}");
+    let marked: std::collections::BTreeSet<_> =
+        chunk_files.iter().filter(|f| atime(f) >= before - 1).cloned().collect();
+    assert_eq!(marked, referenced, "mark phase touched the wrong set: {st:?}");
+    assert!(chunk_files.iter().filter(|f| !referenced.contains(*f)).all(|f| atime(f) == hour_ago));
+    assert_eq!(all_chunk_files(ds.root()).len(), 84, "GC removed a chunk");
+}
+
+/// Chunk files named by any index of the store, found by walking the snapshot directories.
+fn referenced_chunk_files(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            } else if path.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".fidx") || name.ends_with(".didx") {
+                let bytes = std::fs::read(&path).unwrap();
+                let digests: Vec<Digest> = if name.ends_with(".fidx") {
+                    FixedIndex::parse(&bytes).unwrap().digests
+                } else {
+                    DynamicIndex::parse(&bytes).unwrap().entries.into_iter().map(|e| e.digest).collect()
+                };
+                for d in digests {
+                    out.insert(root.join(".chunks").join(d.prefix_dir()).join(d.to_hex()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn all_chunk_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(root.join(".chunks")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn atime(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().atime()
+}
+
+fn set_atime(path: &Path, secs: i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let times = [
+        libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 },
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+    ];
+    // SAFETY: valid NUL-terminated path and the two-element timespec array utimensat expects.
+    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }, 0);
 }
