@@ -36,10 +36,17 @@ pub fn job_error(msgid: &'static str) -> impl Fn(crate::store::StoreError) -> Cl
     move |e| CliError::new(exit::ERROR, msgid, e.to_string())
 }
 
-/// Progress lines on stderr: `log_message` through tracing, and with `--log-json` also Borg's
-/// `progress_percent` objects when the line carries a `(NN%)` figure.
+/// Progress on stderr. With `--log-json`: Borg's `progress_percent` objects for lines that
+/// carry a `(NN%)` figure, `log_message` lines otherwise. On a terminal: a progress bar that
+/// follows the figure, each line printed above it. Elsewhere (pipes, files): plain log lines.
 pub fn progress(cli: &Cli, msgid: &'static str) -> impl FnMut(String) + use<> {
+    use std::io::IsTerminal;
     let log_json = cli.log_json;
+    let bar = (!log_json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(100);
+        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos:>3}% {elapsed}").expect("static template"));
+        bar
+    });
     move |line: String| {
         let pct = line.rsplit_once('(').and_then(|(_, r)| r.strip_suffix("%)")).and_then(|p| p.parse::<u64>().ok());
         match (log_json, pct) {
@@ -48,6 +55,16 @@ pub fn progress(cli: &Cli, msgid: &'static str) -> impl FnMut(String) + use<> {
                 let obj = json!({"type": "progress_percent", "msgid": msgid, "operation": 1, "current": p, "total": 100,
                                  "finished": p >= 100, "message": line, "time": time});
                 eprintln!("{obj}");
+            }
+            (false, pct) if bar.is_some() => {
+                let bar = bar.as_ref().expect("checked by the guard");
+                bar.println(&line);
+                if let Some(p) = pct {
+                    bar.set_position(p.min(100));
+                    if p >= 100 {
+                        bar.finish();
+                    }
+                }
             }
             _ => tracing::info!(target: "chunkyard", msgid, "{line}"),
         }
