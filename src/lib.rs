@@ -15,12 +15,14 @@
 //! - [`server`]: TLS, HTTP/1.1, authentication, the management API and the protocol upgrade.
 //! - [`client`]: our own protocol client, used by the tests and the load tester.
 //! - [`config`], [`metrics`]: configuration and Prometheus metrics.
+//! - [`failpoint`]: named places on the write path where crash and full-disk tests strike.
 //! - [`cli`]: the `chunkyard` command line (serve, datastore, cert) and log output.
 
 pub mod actors;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod failpoint;
 pub mod format;
 pub mod jobs;
 pub mod metrics;

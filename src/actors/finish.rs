@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::actors::SessionError;
 use crate::config::FsyncPolicy;
+use crate::failpoint;
 use crate::format::ArchiveName;
 use crate::format::manifest::Manifest;
 use crate::metrics::Stage;
@@ -59,7 +60,10 @@ impl Handler<CommitSnapshot> for FinishActor {
         let CommitSnapshot { txn, manifest, stats, fsync } = msg;
         match commit_files(&txn, &manifest, stats, fsync) {
             Ok(()) => {
+                let snapshot = txn.snapshot.to_string();
                 txn.commit();
+                // Only `kill` means something here: the snapshot is committed whatever happens next.
+                let _ = failpoint::check("finish.done", &snapshot);
                 Ok(())
             }
             Err(error) => Err(FinishFailed { error, txn }),
@@ -83,6 +87,8 @@ fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats, fsync: FsyncPol
         }),
     );
     let name = ArchiveName::parse(MANIFEST_NAME).expect("valid constant");
+    failpoint::check("finish.commit", &txn.snapshot.to_string())
+        .map_err(|source| StoreError::Io { context: "commit manifest".into(), source })?;
     txn.write_file(&name, &manifest.to_blob())?;
     if fsync == FsyncPolicy::Filesystem {
         syncfs(txn.store.root())?;

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use io_uring::{IoUring, opcode, squeue, types};
 
+use crate::failpoint;
+
 /// One chunk file to create: write `data` to the fresh `tmp`, then rename it to `dest` in `dir`.
 pub struct WriteItem<'a> {
     pub tmp: &'a Path,
@@ -126,6 +128,15 @@ impl UringWriter {
             }
         }
 
+        // Failpoint: data written, not yet synced (a test's ENOSPC lands here, as a real one would).
+        for i in 0..n {
+            if status[i].is_ok() && fds[i].is_some() {
+                if let Err(e) = failpoint::check("chunk.write", &name_of(items[i].dest)) {
+                    status[i] = Err(e);
+                }
+            }
+        }
+
         // 3. fsync the files (policy `file`)
         if fsync {
             let ok: Vec<usize> = (0..n).filter(|&i| status[i].is_ok() && fds[i].is_some()).collect();
@@ -147,6 +158,13 @@ impl UringWriter {
         }
 
         // 5. rename into place
+        for i in 0..n {
+            if status[i].is_ok() {
+                if let Err(e) = failpoint::check("chunk.rename", &name_of(items[i].dest)) {
+                    status[i] = Err(e);
+                }
+            }
+        }
         let ok: Vec<usize> = (0..n).filter(|&i| status[i].is_ok()).collect();
         let renames = ok.iter().map(|&i| opcode::RenameAt::new(cwd, tmps[i].as_ptr(), cwd, dests[i].as_ptr()).build()).collect();
         for (&i, r) in ok.iter().zip(self.run(renames)?) {
@@ -194,8 +212,19 @@ impl UringWriter {
                 }
             }
         }
+        for i in 0..n {
+            if status[i].is_ok() {
+                if let Err(e) = failpoint::check("chunk.stored", &name_of(items[i].dest)) {
+                    status[i] = Err(e);
+                }
+            }
+        }
         Ok(status)
     }
+}
+
+fn name_of(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@ use crate::config::Config;
 /// the server's startup (`server::run`).
 pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), CliError> {
     let config = super::load_config(cli, args.listen)?;
+    // A mistyped failpoint table must stop a test run here, not silently test nothing.
+    crate::failpoint::init_from_env().map_err(|e| CliError::new(exit::USAGE, "Failpoints.Invalid", e))?;
+    if let Ok(spec) = std::env::var(crate::failpoint::ENV) {
+        tracing::warn!(%spec, "failpoints armed: this server will fail or die on purpose");
+    }
     crate::server::run(config).map_err(|e| CliError::new(exit::ERROR, "Server.Failed", e.to_string()))
 }
 

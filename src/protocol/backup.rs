@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::actors::Pipeline;
 use crate::actors::session::*;
 use crate::config::LimitsConfig;
+use crate::failpoint;
 use crate::format::{ArchiveKind, Authid};
 use crate::metrics::{self as m, Stage};
 use crate::protocol::ApiError;
@@ -201,6 +202,9 @@ impl Router {
         body: &mut h2::RecvStream,
     ) -> (&'static str, ReplyResult) {
         use IndexKind::{Dynamic, Fixed};
+        if let Err(e) = failpoint::check("backup.request", path) {
+            return ("failpoint", Err(ApiError::internal(e.to_string())));
+        }
         let sync = matches!(
             path,
             "/dynamic_index" | "/fixed_index" | "/dynamic_close" | "/fixed_close" | "/finish" | "/previous_backup_time"

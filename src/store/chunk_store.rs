@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::format::Digest;
+use crate::failpoint;
 use crate::format::blob::{self, BlobKind};
 use crate::store::durable::{self, io_err};
 use crate::store::{Result, StoreError};
@@ -182,15 +183,16 @@ impl ChunkStore {
     /// Carries out a `Write` plan with plain file I/O.
     pub fn execute_write(&self, tmp: &Path, dest: &Path, dir: &Path, raw: &[u8]) -> Result<()> {
         let sync = self.fsync();
-        durable::write_new_file(tmp, raw, durable::FILE_MODE, sync)?;
-        if let Err(e) = std::fs::rename(tmp, dest) {
+        let name = dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        durable::write_new_file_checked(tmp, raw, durable::FILE_MODE, sync, Some(("chunk.write", &name)))?;
+        if let Err(e) = failpoint::check("chunk.rename", &name).and_then(|()| std::fs::rename(tmp, dest)) {
             let _ = std::fs::remove_file(tmp);
             return Err(io_err("rename chunk to", dest)(e));
         }
         if sync {
             durable::fsync_dir(dir)?;
         }
-        Ok(())
+        failpoint::check("chunk.stored", &name).map_err(io_err("write chunk", dest))
     }
 
     /// Plain synchronous insert: plan, then temp file, write, fsync, rename, fsync dir.

@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::failpoint;
 use crate::store::{Result, StoreError};
 
 /// Mode of every file the store writes by replacement (chunks, blobs, indexes, manifest, notes).
@@ -46,10 +47,25 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// Creates `path` exclusively with `mode` (exact, whatever the umask), writes `bytes`,
 /// optionally fsyncs. On error the file is removed again.
 pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
+    write_new_file_checked(path, bytes, mode, sync, None)
+}
+
+/// [`write_new_file`] with a failpoint (name, context) between writing and fsyncing, so tests
+/// can fail the write as a full disk would (leaving a partial file for the cleanup to remove).
+pub(crate) fn write_new_file_checked(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+    failpoint: Option<(&str, &str)>,
+) -> Result<()> {
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
+        if let Some((point, context)) = failpoint {
+            failpoint::check(point, context)?;
+        }
         if sync {
             f.sync_all()?;
         }
@@ -78,22 +94,23 @@ pub fn write_atomic_with(target: &Path, bytes: &[u8], sync: bool) -> Result<()> 
 /// not apply) and optional fsyncs.
 pub fn write_atomic_mode(target: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
     let dir = target.parent().ok_or_else(|| StoreError::Refused(format!("no parent directory for {target:?}")))?;
+    let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let tmp = loop {
         let tmp = tmp_path(target);
-        match write_new_file(&tmp, bytes, mode, sync) {
+        match write_new_file_checked(&tmp, bytes, mode, sync, Some(("file.write", &name))) {
             Ok(()) => break tmp,
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     };
-    if let Err(e) = std::fs::rename(&tmp, target) {
+    if let Err(e) = failpoint::check("file.rename", &name).and_then(|()| std::fs::rename(&tmp, target)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(io_err("rename to", target)(e));
     }
     if sync {
         fsync_dir(dir)?;
     }
-    Ok(())
+    failpoint::check("file.stored", &name).map_err(io_err("write", target))
 }
 
 #[cfg(test)]
