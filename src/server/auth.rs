@@ -102,6 +102,22 @@ pub struct Credentials<'a> {
     pub is_get: bool,
 }
 
+impl<'a> Credentials<'a> {
+    /// PBS reads these headers as text only when they are visible ASCII (tab allowed) and
+    /// otherwise acts as if they were absent, so `é` in a token header is "no
+    /// authentication credentials provided." there too. Control characters never get here:
+    /// hyper's parser answers 400 and closes the connection, as in front of PBS.
+    fn visible_only(self) -> Self {
+        let keep = |v: Option<&'a [u8]>| v.filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)));
+        Credentials {
+            authorization: keep(self.authorization),
+            cookie: keep(self.cookie),
+            csrf: keep(self.csrf),
+            is_get: self.is_get,
+        }
+    }
+}
+
 /// A fresh login: what `POST /access/ticket` answers.
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -188,6 +204,7 @@ impl AuthStore {
         creds: Credentials<'_>,
     ) -> Result<Authid, AuthError> {
         self.refresh();
+        let creds = creds.visible_only();
         if creds.authorization.is_some() {
             return self.authenticate(creds.authorization).await;
         }
@@ -480,6 +497,33 @@ mod tests {
         assert_eq!(cookie_ticket(b"PBSAuthCookie=t1; __Host-PBSAuthCookie=t2").as_deref(), Some("t2"));
         assert_eq!(cookie_ticket(b"nothing=here"), None);
         assert_eq!(cookie_ticket(b"\xff"), None);
+    }
+
+    async fn check(store: &Arc<AuthStore>, authorization: &[u8], cookie: Option<&[u8]>) -> Result<String, String> {
+        let creds = Credentials { authorization: Some(authorization), cookie, csrf: None, is_get: true };
+        store.authenticate_request(creds).await.map(|id| id.to_string()).map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn credential_headers_that_are_not_visible_ascii_count_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AuthStore::open(dir.path()).unwrap();
+        let mut published = None;
+        store.bootstrap(|id, s| Ok(published = Some(format!("PBSAPIToken {id}:{s}")))).unwrap();
+        let good = published.unwrap().into_bytes();
+        assert_eq!(check(&store, &good, None).await.as_deref(), Ok("admin@pbs!default"));
+        let absent = Err("authentication failed - no authentication credentials provided.".to_string());
+        for bad in ["é".as_bytes(), b"\x80", b"\xff"] {
+            let mut header = good.clone();
+            header.splice(good.len() - 2..good.len() - 2, bad.iter().copied());
+            assert_eq!(check(&store, &header, None).await, absent, "{bad:?}");
+        }
+        // A cookie PBS cannot read is ignored, and the token still works.
+        assert_eq!(check(&store, &good, Some("PBSAuthCookie=é".as_bytes())).await.as_deref(), Ok("admin@pbs!default"));
+        // Tab counts as visible: the header is read and refused on its merits.
+        let tabbed = String::from_utf8(good.clone()).unwrap().replacen(' ', "\t", 1);
+        let refused = check(&store, tabbed.as_bytes(), None).await;
+        assert!(refused.is_err() && refused != absent, "{refused:?}");
     }
 
     #[tokio::test]

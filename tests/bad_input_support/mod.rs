@@ -1,12 +1,13 @@
 //! Helpers of the bad-input battery: parameter mutations with the texts the schema check
-//! answers, the tally of requests and statuses, and a content snapshot of a datastore tree.
+//! answers, the tally of requests and statuses, a content snapshot of a datastore tree, and
+//! raw request bytes over TLS for what hyper's client refuses to send.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chunkyard::client::{ClientError, Response};
+use chunkyard::client::{ClientError, HttpClient, Response};
 use chunkyard::server::testing::TestServer;
 use http::StatusCode;
 use sha2::{Digest as _, Sha256};
@@ -243,4 +244,26 @@ pub async fn assert_still_serving(server: &TestServer) {
     assert_eq!(r.status, StatusCode::OK);
     drop(s);
     super::assert_removed(&super::group_dir(server, "alive")).await;
+}
+
+/// How long the server may take to answer and close a raw connection.
+pub const CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Writes `bytes` (one or more whole requests, as raw as a hostile client may send them) on a
+/// fresh TLS connection and returns everything the server sent until it closed the
+/// connection. Panics if it is still open after [`CLOSE_BOUND`].
+pub async fn raw_exchange(c: &HttpClient, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = c.connect_tls().await.expect("TLS connection");
+    tls.write_all(bytes).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut out = Vec::new();
+    match tokio::time::timeout(CLOSE_BOUND, tls.read_to_end(&mut out)).await {
+        Ok(Ok(_)) => {}
+        // A reset after the answer is a close too.
+        Ok(Err(e)) if !out.is_empty() => eprintln!("connection ended with {e}"),
+        Ok(Err(e)) => panic!("no answer: {e}"),
+        Err(_) => panic!("connection still open after {CLOSE_BOUND:?}; got {:?}", String::from_utf8_lossy(&out)),
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
