@@ -67,6 +67,13 @@ struct Rule {
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static FROM_ENV: OnceLock<()> = OnceLock::new();
 static RULES: Mutex<Vec<Rule>> = Mutex::new(Vec::new());
+/// I/O errors injected since the process started (fault-injection tests report and check it).
+static INJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many `enospc`/`eio` errors the table has injected in this process so far.
+pub fn injected() -> u64 {
+    INJECTED.load(Ordering::SeqCst)
+}
 
 /// Installs a table (replacing any other). For in-process tests; the server reads [`ENV`].
 pub fn set(spec: &str) -> Result<(), String> {
@@ -124,6 +131,7 @@ fn fire(point: &str, context: &str) -> io::Result<()> {
                     unreachable!("SIGKILL returned");
                 }
                 Action::Fail(errno) => {
+                    INJECTED.fetch_add(1, Ordering::SeqCst);
                     tracing::warn!(point, context, hit = n, errno, "failpoint injects an I/O error");
                     return Err(io::Error::from_raw_os_error(errno));
                 }
@@ -185,7 +193,9 @@ mod tests {
         assert!(check("file.rename", "a.fp-test").is_ok(), "first hit passes");
         assert!(check("file.rename", "a.fidx").is_ok(), "other context does not count");
         assert!(check("chunk.write", "a.fp-test").is_ok(), "other point");
+        let before = injected();
         let e = check("file.rename", "b.fp-test").unwrap_err();
+        assert_eq!(injected(), before + 1);
         assert_eq!(e.raw_os_error(), Some(libc::EIO));
         assert!(check("file.rename", "c.fp-test").is_err(), "repeats after the hit");
         clear();

@@ -183,6 +183,16 @@ impl ChunkWriter {
 }
 
 fn finish_job(job: Job, result: Result<Stored, StoreError>, method: WriteMethod) {
+    // One text for both write methods, naming the chunk rather than a temp path the client
+    // never saw; the log keeps the path and the step that failed.
+    let result = result.map_err(|e| match e {
+        StoreError::Io { context, source } => {
+            let digest = job.msg.digest;
+            tracing::warn!(%digest, method = method.label(), "chunk write failed: {context}: {source}");
+            StoreError::Io { context: format!("storing chunk {digest} failed"), source }
+        }
+        other => other,
+    });
     if let Ok(stored) = &result {
         let len = job.msg.blob.len() as u64;
         if stored.new {

@@ -88,7 +88,7 @@ fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats, fsync: FsyncPol
     );
     let name = ArchiveName::parse(MANIFEST_NAME).expect("valid constant");
     failpoint::check("finish.commit", &txn.snapshot.to_string())
-        .map_err(|source| StoreError::Io { context: "commit manifest".into(), source })?;
+        .map_err(|source| StoreError::Io { context: "committing the manifest failed".into(), source })?;
     txn.write_file(&name, &manifest.to_blob())?;
     if fsync == FsyncPolicy::Filesystem {
         syncfs(txn.store.root())?;

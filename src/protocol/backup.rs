@@ -181,14 +181,13 @@ impl Router {
             tracing::debug!(method = %parts.method, path = %path, status = status.as_u16(), "backup request");
         }
         if let Err(e) = &result {
-            let kind = match e.status {
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-                s if s.is_server_error() => "internal",
-                _ => "bad_request",
-            };
-            metrics::counter!(m::ERRORS, m::LABEL_KIND => kind).increment(1);
-            tracing::info!(method = %parts.method, path = %path, "backup request failed: {}", e.message);
+            metrics::counter!(m::ERRORS, m::LABEL_KIND => e.kind).increment(1);
+            if e.kind == "io" {
+                // The disk, not the client: operators must see this one.
+                tracing::error!(method = %parts.method, path = %path, "backup request failed on disk I/O: {}", e.message);
+            } else {
+                tracing::info!(method = %parts.method, path = %path, "backup request failed: {}", e.message);
+            }
         }
         result
     }
@@ -203,7 +202,7 @@ impl Router {
     ) -> (&'static str, ReplyResult) {
         use IndexKind::{Dynamic, Fixed};
         if let Err(e) = failpoint::check("backup.request", path) {
-            return ("failpoint", Err(ApiError::internal(e.to_string())));
+            return ("failpoint", Err(ApiError { kind: "io", ..ApiError::internal(e.to_string()) }));
         }
         let sync = matches!(
             path,

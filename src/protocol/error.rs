@@ -17,14 +17,25 @@ use crate::store::StoreError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// The `kind` label of `chunkyard_errors_total`: follows the status, except that a failed
+    /// disk operation is `io` (a full or broken disk must stand out from clients' mistakes).
+    pub kind: &'static str,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
+        let kind = match status {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            s if s.is_server_error() => "internal",
+            _ => "bad_request",
+        };
+        ApiError { status, message: message.into(), kind }
+    }
+    /// A disk operation failed (ENOSPC, EIO, ...): 400 with the text, as the reference answers
+    /// any handler error, but counted as kind `io`.
+    pub fn io(message: impl Into<String>) -> Self {
+        ApiError { kind: "io", ..Self::bad_request(message) }
     }
     /// 400, the reference's default for any ordinary failure.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -76,7 +87,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Io { .. } => ApiError::bad_request(e.to_string()),
+            StoreError::Io { .. } => ApiError::io(e.to_string()),
             other => ApiError::bad_request(other.to_string()),
         }
     }

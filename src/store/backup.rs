@@ -151,8 +151,9 @@ impl BackupTxn {
     }
 
     /// Writes a file of the snapshot atomically (temp, fsync, rename, fsync dir).
+    /// An I/O error names the file, not the temp path (the log keeps the full context).
     pub fn write_file(&self, name: &ArchiveName, bytes: &[u8]) -> Result<()> {
-        durable::write_atomic(&self.file_path(name), bytes)
+        durable::write_atomic(&self.file_path(name), bytes).map_err(|e| client_io(e, format!("writing {name} failed")))
     }
     /// Path of a file in the snapshot directory.
     pub fn file_path(&self, name: &ArchiveName) -> PathBuf {
@@ -166,6 +167,18 @@ impl BackupTxn {
     /// manifest has been committed.
     pub fn commit(mut self) {
         self.cleanup.committed = true;
+    }
+}
+
+/// Rewords a disk error for the client: `what` failed, then the OS error. The temp path and
+/// step the store's text names mean nothing to a client, so they go to the log instead.
+fn client_io(e: StoreError, what: String) -> StoreError {
+    match e {
+        StoreError::Io { context, source } => {
+            tracing::warn!("{what}: {context}: {source}");
+            StoreError::Io { context: what, source }
+        }
+        other => other,
     }
 }
 
@@ -201,7 +214,8 @@ fn lock_or_create_group(
         }
         cleanup.group_lock = Some(lock);
         if created {
-            durable::write_atomic(&group_dir.join(OWNER_NAME), format!("{auth}\n").as_bytes())?;
+            durable::write_atomic(&group_dir.join(OWNER_NAME), format!("{auth}\n").as_bytes())
+                .map_err(|e| client_io(e, format!("creating backup group {group} failed - writing {OWNER_NAME}")))?;
             return Ok(auth.clone());
         }
         return store.group_owner(ns, group);
