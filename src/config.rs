@@ -162,6 +162,11 @@ impl Config {
     pub fn datastore_path(&self, name: &str) -> Option<PathBuf> {
         self.datastores.get(name).map(|p| if p.is_absolute() { p.clone() } else { self.data_dir.join(p) })
     }
+    /// The datastore named in the admin token's repository and used by tests: the first
+    /// configured one by name, else the default `store`.
+    pub fn first_datastore(&self) -> String {
+        self.datastores.keys().next().cloned().unwrap_or_else(|| "store".into())
+    }
     /// `<data-dir>/etc`, where certificates, users, tokens and ACLs live.
     pub fn etc_dir(&self) -> PathBuf {
         self.data_dir.join("etc")

@@ -76,16 +76,7 @@ async fn real_backup_is_visible_in_a_scrape_that_promtool_accepts() {
 
     // 9 MiB of distinct pseudo-random data (three fixed chunks, no two alike), then the same
     // again as a second snapshot: the second run reuses all three without uploading.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..9 * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let data = Bytes::from(data);
+    let data = Bytes::from(chunkyard::server::testing::noise(9 * 1024 * 1024, 1));
     let client = HttpClient::new(server.client_config()).unwrap();
     for (n, time) in [1_700_000_000i64, 1_700_000_100].into_iter().enumerate() {
         let session = client

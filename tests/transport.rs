@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use chunkyard::client::{BackupParams, ClientConfig, H2Conn, HttpClient};
-use chunkyard::server::testing::TestServer;
+use chunkyard::server::testing::{TestServer, noise};
 use http::{Method, StatusCode};
 
 const BACKUP_QUERY: &str = "backup-id=myhost&backup-time=1718000000&backup-type=host&benchmark=false&debug=true&store=store";
@@ -406,18 +406,6 @@ async fn handshakes_and_requests_are_counted() {
             "{series} in {text}"
         );
     }
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// The high-level helpers against the real server: a fixed, a dynamic and a blob archive in

@@ -66,18 +66,8 @@ fn gear_table() -> [u64; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    // Test data only: the client itself never depends on the server.
+    use crate::server::testing::noise;
 
     #[test]
     fn limits_and_determinism() {

@@ -175,6 +175,11 @@ impl H2Conn {
             .await
     }
 
+    /// A GET whose successful body is the answer itself (a file or a chunk), not JSON.
+    async fn download(&self, path: &str, param: (&str, String)) -> Result<Bytes, ClientError> {
+        self.get(path, &[param]).await?.raw()
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -247,11 +252,7 @@ impl BackupSession {
         task: JoinHandle<()>,
         params: BackupParams,
     ) -> Self {
-        BackupSession {
-            conn: H2Conn { send },
-            params,
-            _task: ConnTask(task),
-        }
+        BackupSession { conn: H2Conn::new(send), params, _task: ConnTask(task) }
     }
 
     /// Any request, for tests of the error paths.
@@ -281,10 +282,7 @@ impl BackupSession {
 
     /// A file of the base snapshot, raw.
     pub async fn previous(&self, archive_name: &str) -> Result<Bytes, ClientError> {
-        self.conn
-            .get("/previous", &[("archive-name", archive_name.to_string())])
-            .await?
-            .raw()
+        self.conn.download("/previous", ("archive-name", archive_name.to_string())).await
     }
 
     pub async fn create_dynamic_index(&self, archive_name: &str) -> Result<u64, ClientError> {
@@ -434,10 +432,7 @@ pub struct ReaderSession {
 
 impl ReaderSession {
     pub(crate) fn new(send: h2::client::SendRequest<Bytes>, task: JoinHandle<()>) -> Self {
-        ReaderSession {
-            conn: H2Conn { send },
-            _task: ConnTask(task),
-        }
+        ReaderSession { conn: H2Conn::new(send), _task: ConnTask(task) }
     }
 
     pub async fn request(
@@ -453,18 +448,12 @@ impl ReaderSession {
 
     /// `GET /download?file-name=..`: a file of the snapshot, raw.
     pub async fn download(&self, file_name: &str) -> Result<Bytes, ClientError> {
-        self.conn
-            .get("/download", &[("file-name", file_name.to_string())])
-            .await?
-            .raw()
+        self.conn.download("/download", ("file-name", file_name.to_string())).await
     }
 
     /// `GET /chunk?digest=..`: a chunk file as stored.
     pub async fn chunk(&self, digest: &Digest) -> Result<Bytes, ClientError> {
-        self.conn
-            .get("/chunk", &[("digest", digest.to_hex())])
-            .await?
-            .raw()
+        self.conn.download("/chunk", ("digest", digest.to_hex())).await
     }
 }
 

@@ -137,12 +137,7 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
     let admin_token_file = etc.join("admin-token.json");
     let mut bootstrap = None;
     auth.bootstrap(|authid, secret| {
-        let store = config
-            .datastores
-            .keys()
-            .next()
-            .cloned()
-            .unwrap_or_else(|| "store".into());
+        let store = config.first_datastore();
         let host = match addr.ip() {
             ip if ip.is_unspecified() => "localhost".to_string(),
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),

@@ -1,7 +1,7 @@
 //! `TestServer`: the real server on 127.0.0.1:0 with a temporary data directory, for
 //! integration tests and benches. It runs `bind` + `serve` on its own thread (its own actix
 //! System and Arbiters) exactly as `chunkyard serve` does; Drop stops it and removes the
-//! directory.
+//! directory. Also the pseudo-random data those tests back up.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,12 +51,7 @@ impl TestServer {
             let root = config.datastore_path(name).expect("configured");
             std::fs::create_dir_all(root.join(".chunks")).expect("create test datastore");
         }
-        let store = config
-            .datastores
-            .keys()
-            .next()
-            .cloned()
-            .unwrap_or_else(|| "store".into());
+        let store = config.first_datastore();
         let bound = crate::server::bind(config.clone()).expect("test server binds");
         let (authid, secret) = bound
             .bootstrap
@@ -103,6 +98,20 @@ impl TestServer {
             .datastore_path(&self.store)
             .expect("test store configured")
     }
+}
+
+/// Deterministic, poorly compressible test data (xorshift64): the same `seed` gives the same
+/// bytes on every machine, different seeds share no chunks.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 impl Drop for TestServer {

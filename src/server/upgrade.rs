@@ -202,7 +202,6 @@ pub async fn backup(
     })
     .await
     .map_err(|e| ApiError::internal(format!("backup start failed - {e}")))??;
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let start = BackupSessionStart {
         txn,
         auth: authid,
@@ -210,16 +209,11 @@ pub async fn backup(
         debug: params.debug,
     };
     let (pipeline, limits) = (ctx.pipeline.clone(), state.config.limits.clone());
-    actix_rt::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve_session(TokioIo::new(upgraded), start, pipeline, limits).await,
-            // The client went away between 101 and the first byte; dropping the transaction
-            // removes the snapshot.
-            Err(e) => tracing::debug!("backup upgrade failed: {e}"),
-        }
-        drop(permit);
-    });
-    Ok(switching_protocols(BACKUP_PROTOCOL))
+    // Should the client go away between 101 and the first byte, dropping the transaction
+    // removes the snapshot.
+    Ok(switch_protocols(&mut req, BACKUP_PROTOCOL, permit, move |io| {
+        serve_session(io, start, pipeline, limits)
+    }))
 }
 
 /// `GET /api2/json/reader` with `Upgrade: proxmox-backup-reader-protocol-v1` (protocol.md 1.4
@@ -259,21 +253,39 @@ pub async fn reader(
     })
     .await
     .map_err(|e| ApiError::internal(format!("reader start failed - {e}")))??;
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let start = ReaderSessionStart {
         store,
         snapshot,
         auth: authid,
     };
     let limits = state.config.limits.clone();
+    Ok(switch_protocols(&mut req, READER_PROTOCOL, permit, move |io| {
+        reader::serve_session(io, start, limits)
+    }))
+}
+
+/// Answers 101 and, once hyper hands the connection over, runs the session on it. The
+/// session slot is held until the session ends; if the upgrade never completes, `serve` is
+/// dropped unrun, and with it what the session had begun.
+fn switch_protocols<Serve, Session>(
+    req: &mut Request<Incoming>,
+    protocol: &'static str,
+    permit: OwnedSemaphorePermit,
+    serve: Serve,
+) -> Response<Body>
+where
+    Serve: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Session + 'static,
+    Session: std::future::Future<Output = ()> + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(req);
     actix_rt::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => reader::serve_session(TokioIo::new(upgraded), start, limits).await,
-            Err(e) => tracing::debug!("reader upgrade failed: {e}"),
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!("{protocol} upgrade failed: {e}"),
         }
         drop(permit);
     });
-    Ok(switching_protocols(READER_PROTOCOL))
+    switching_protocols(protocol)
 }
 
 fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, ApiError> {

@@ -51,15 +51,7 @@ pub fn chunk(data: &[u8]) -> (Digest, Bytes) {
 
 /// Deterministic, poorly compressible test data.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    chunkyard::server::testing::noise(len, seed)
 }
 
 /// Asserts a refused request: status and exact text.

@@ -113,16 +113,18 @@ pub async fn route(ctx: Ctx, req: Request<Incoming>, path: &str, authid: Authid)
     Ok(reply(result))
 }
 
-/// Parameters from the query, plus the JSON/form body of a POST, or the raw upload body.
-async fn decode(ctx: Ctx, req: Request<Incoming>, authid: Authid, upload: bool) -> Result<Call, ApiError> {
-    let method = req.method().clone();
+/// What every call reads first (login too): the query's parameters, the content type, and
+/// the body, at most `limit` bytes of it.
+pub(crate) async fn read_request(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<(Params, Option<String>, Bytes), ApiError> {
     let content_type = req
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut params = Params::from_query(parse_query(req.uri().query()));
-    let limit = if upload { MAX_LOG_BODY } else { MAX_PARAM_BODY };
+    let params = Params::from_query(parse_query(req.uri().query()));
     let body = Limited::new(req.into_body(), limit)
         .collect()
         .await
@@ -134,6 +136,14 @@ async fn decode(ctx: Ctx, req: Request<Incoming>, authid: Authid, upload: bool) 
             }
         })?
         .to_bytes();
+    Ok((params, content_type, body))
+}
+
+/// Parameters from the query, plus the JSON/form body of a POST, or the raw upload body.
+async fn decode(ctx: Ctx, req: Request<Incoming>, authid: Authid, upload: bool) -> Result<Call, ApiError> {
+    let method = req.method().clone();
+    let limit = if upload { MAX_LOG_BODY } else { MAX_PARAM_BODY };
+    let (mut params, content_type, body) = read_request(req, limit).await?;
     if !upload {
         let ct = content_type.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if !body.is_empty() && ct != "application/json" && ct != "application/x-www-form-urlencoded" {
