@@ -99,7 +99,8 @@ pub struct LimitsConfig {
     pub max_sessions: usize,
     /// HTTP/2 concurrent streams per session.
     pub max_streams: u32,
-    /// HTTP/2 initial stream and connection window (PBS: 32 MiB).
+    /// HTTP/2 initial stream window (PBS: 32 MiB); also the most chunk bytes one backup
+    /// session may hold at once, and the connection window of reader sessions.
     pub h2_window: u32,
     /// HTTP/2 max frame size (PBS: 4 MiB).
     pub h2_max_frame: u32,
@@ -107,6 +108,9 @@ pub struct LimitsConfig {
     pub tls_handshake_timeout_secs: u64,
     /// Seconds an HTTP/1.1 connection may sit idle before it is closed.
     pub idle_timeout_secs: u64,
+    /// Chunk and blob bytes all backup sessions together may hold between reading a body and
+    /// storing it; a backup session's HTTP/2 connection window only grows by what it reserved.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for Config {
@@ -153,6 +157,7 @@ impl Default for LimitsConfig {
             h2_max_frame: 4 * 1024 * 1024,
             tls_handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
+            max_inflight_bytes: 512 * 1024 * 1024,
         }
     }
 }

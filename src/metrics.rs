@@ -50,6 +50,12 @@ pub const BYTES_DEDUPLICATED: &str = "chunkyard_deduplicated_bytes_total";
 pub const CHUNK_SIZE: &str = "chunkyard_chunk_size_bytes";
 /// Counter{method}: chunk file writes by I/O path.
 pub const CHUNK_WRITES: &str = "chunkyard_chunk_writes_total";
+/// Gauge: chunk and blob bytes backup sessions hold now, from reading a body to storing it.
+pub const INFLIGHT: &str = "chunkyard_inflight_bytes";
+/// Gauge: the bound on [`INFLIGHT`] (`limits.max-inflight-bytes`).
+pub const INFLIGHT_LIMIT: &str = "chunkyard_inflight_limit_bytes";
+/// Counter: uploads that had to wait for a share of the in-flight bound.
+pub const INFLIGHT_WAITS: &str = "chunkyard_inflight_waits_total";
 
 // ---- sessions and requests -------------------------------------------------------------
 
@@ -234,6 +240,9 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(BYTES_DEDUPLICATED, Counter, Bytes, "Encoded size of uploaded chunks not written because they were already stored."),
     hist(CHUNK_SIZE, Bytes, "Encoded size of each uploaded chunk.", CHUNK_SIZE_BUCKETS),
     def(CHUNK_WRITES, Counter, Count, "Chunk file writes by I/O method (io_uring or fallback)."),
+    def(INFLIGHT, Gauge, Bytes, "Chunk and blob bytes backup sessions hold now, between reading the body and storing it."),
+    def(INFLIGHT_LIMIT, Gauge, Bytes, "Bound on chunkyard_inflight_bytes (limits.max-inflight-bytes)."),
+    def(INFLIGHT_WAITS, Counter, Count, "Chunk and blob uploads that waited for a share of the in-flight byte bound."),
     def(SESSIONS_ACTIVE, Gauge, Count, "Backup and reader sessions open now."),
     def(SESSIONS, Counter, Count, "Sessions ended, by protocol and outcome (finished, aborted, benchmark)."),
     def(REQUESTS, Counter, Count, "Requests answered, by endpoint and HTTP status."),

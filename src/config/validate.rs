@@ -57,5 +57,8 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
     if l.idle_timeout_secs == 0 {
         return bad("limits.idle-timeout-secs", "must be at least 1".into());
     }
+    if l.max_inflight_bytes < 1024 * 1024 {
+        return bad("limits.max-inflight-bytes", format!("{} is less than 1048576 (1 MiB)", l.max_inflight_bytes));
+    }
     Ok(())
 }

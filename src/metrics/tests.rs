@@ -51,6 +51,9 @@ fn record_everything() {
     metrics::histogram!(CHUNK_SIZE).record(3_000_000.0);
     metrics::counter!(CHUNK_WRITES, LABEL_METHOD => METHOD_IO_URING).increment(1);
     metrics::counter!(CHUNK_WRITES, LABEL_METHOD => METHOD_FALLBACK).increment(1);
+    metrics::gauge!(INFLIGHT).increment(65536.0);
+    metrics::gauge!(INFLIGHT_LIMIT).set(1048576.0);
+    metrics::counter!(INFLIGHT_WAITS).increment(1);
     metrics::gauge!(SESSIONS_ACTIVE, LABEL_PROTOCOL => PROTOCOL_BACKUP).set(1.0);
     metrics::counter!(SESSIONS, LABEL_PROTOCOL => PROTOCOL_BACKUP, LABEL_OUTCOME => OUTCOME_FINISHED).increment(1);
     metrics::counter!(REQUESTS, LABEL_ENDPOINT => "upload_chunk", LABEL_STATUS => "200").increment(1);

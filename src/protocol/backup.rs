@@ -1,17 +1,20 @@
 //! The backup session router (`proxmox-backup-protocol-v1`, protocol.md 2): every endpoint of
 //! 2.2 with its parameters, checks, answers and error texts. It parses and checks requests,
-//! reads bodies under a per-session byte budget, and hands typed messages to the connection's
-//! `SessionActor`; nothing heavy runs here.
+//! reads bodies under a per-session byte budget and a share of the server-wide in-flight bound,
+//! and hands typed messages to the connection's `SessionActor`; nothing heavy runs here.
 //!
 //! Backpressure: a chunk or blob body is read only after its `encoded-size` has been taken from
-//! the session's budget (sized to the HTTP/2 window). Until then its bytes stay in HTTP/2 flow
-//! control, so a full pipeline slows the client instead of growing memory. The body is read
+//! the session's budget (sized to the HTTP/2 stream window) and from the server's
+//! [`InflightBytes`]; both are held until the chunk is stored. The connection's receive window
+//! starts at [`BASE_WINDOW`] and is opened by each share while its body is read, so bytes with
+//! no share stay with the client (HTTP/2 flow control) instead of in h2's buffers: memory held
+//! for bodies is at most the in-flight bound plus `BASE_WINDOW` per session. The body is read
 //! once into one buffer of the announced size and passed on by ownership.
 //!
-//! Limit of this scheme: the budget equals the connection window, so a client that opened many
-//! chunk streams and sent part of each, together filling the window, could starve the streams
-//! that hold budget. Clients send stream data in order (the real one keeps ≤ 7 uploads in
-//! flight), which keeps far below that.
+//! Limit of this scheme: the window a share opens is the connection's, not its stream's, so a
+//! client that sends another stream's bytes first makes the stream holding the share wait for
+//! data. Clients send stream data in the order they opened the streams (the real one keeps ≤ 7
+//! uploads in flight), which is the order shares are granted in (both semaphores are FIFO).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -32,7 +35,8 @@ use crate::format::{ArchiveKind, Authid};
 use crate::metrics::{self as m, Stage};
 use crate::protocol::ApiError;
 use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
-use crate::protocol::h2::{BodyError, Reply, ReplyResult, parse_query, read_body, serve};
+use crate::protocol::h2::{BodyError, ConnWindow, Reply, ReplyResult, parse_query, read_body, serve_steered};
+use crate::protocol::inflight::{InflightBytes, Reservation};
 use crate::store::BackupTxn;
 
 pub struct BackupSessionStart {
@@ -46,6 +50,10 @@ pub struct BackupSessionStart {
 const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 /// Largest chunk or blob body: a 16 MiB payload behind an encrypted header.
 const MAX_ENCODED: u64 = MAX_CHUNK + 44;
+
+/// Connection window of a backup session with no body share open: room for the parameter
+/// bodies (≤ 64 KiB each) that need no share, and a head start for the next upload.
+pub const BASE_WINDOW: u32 = 256 * 1024;
 
 /// Requests being handled by all backup sessions (the `session` stage's queue depth).
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
@@ -67,8 +75,13 @@ const SUBDIRS: [&str; 11] = [
 
 /// Runs a backup session on the upgraded connection. Finished: the snapshot was committed by
 /// `finish`. Connection lost before that, or a benchmark: the snapshot is removed.
-pub async fn serve_session<IO>(io: IO, start: BackupSessionStart, pipeline: Pipeline, limits: LimitsConfig)
-where
+pub async fn serve_session<IO>(
+    io: IO,
+    start: BackupSessionStart,
+    pipeline: Pipeline,
+    limits: LimitsConfig,
+    inflight: Arc<InflightBytes>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let BackupSessionStart { txn, auth, benchmark, debug } = start;
@@ -79,8 +92,16 @@ where
     tracing::info!(snapshot = %label, auth = %auth, benchmark, "backup session started");
 
     let budget = limits.h2_window.max(1);
-    let router = Rc::new(Router { session: session.clone(), budget: Arc::new(Semaphore::new(budget as usize)), budget_max: budget, debug });
-    let ended = serve(io, &limits, move |req| {
+    let window = ConnWindow::new(BASE_WINDOW.min(limits.h2_window));
+    let router = Rc::new(Router {
+        session: session.clone(),
+        budget: Arc::new(Semaphore::new(budget as usize)),
+        budget_max: budget,
+        inflight,
+        window: Rc::clone(&window),
+        debug,
+    });
+    let ended = serve_steered(io, &limits, window, move |req| {
         let router = Rc::clone(&router);
         async move { router.handle(req).await }
     })
@@ -105,7 +126,15 @@ struct Router {
     session: Addr<SessionActor>,
     budget: Arc<Semaphore>,
     budget_max: u32,
+    inflight: Arc<InflightBytes>,
+    window: Rc<ConnWindow>,
     debug: bool,
+}
+
+/// What an upload holds from before its body is read until its chunk is stored.
+struct Shares {
+    _session: tokio::sync::OwnedSemaphorePermit,
+    server: Reservation,
 }
 
 /// Why a sized body could not be read.
@@ -253,17 +282,28 @@ impl Router {
         Ok(self.session.send(msg).await.map_err(mailbox)??)
     }
 
-    /// Waits for `encoded` bytes of the session's budget (capped at the whole budget).
-    async fn reserve(&self, encoded: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    /// Waits for `encoded` bytes of the session's budget, then of the server's in-flight bound
+    /// (each capped at its whole size, so one large chunk still progresses). Always in this
+    /// order, so no two uploads wait for each other crosswise.
+    async fn reserve(&self, encoded: u64) -> Result<Shares, ApiError> {
         let n = (encoded.min(u64::from(self.budget_max)) as u32).max(1);
-        self.budget.clone().acquire_many_owned(n).await.map_err(|_| ApiError::internal("session budget closed"))
+        let session =
+            self.budget.clone().acquire_many_owned(n).await.map_err(|_| ApiError::internal("session budget closed"))?;
+        let server = self.inflight.reserve(encoded).await?;
+        Ok(Shares { _session: session, server })
+    }
+
+    /// Reads a body of `expected` bytes with the connection window opened by its share.
+    async fn read_shared(&self, shares: &Shares, body: &mut h2::RecvStream, expected: u64) -> Result<Bytes, SizedBody> {
+        let _open = self.window.open(shares.server.bytes());
+        read_sized(body, expected as usize).await
     }
 
     async fn upload_blob(&self, p: Params, body: &mut h2::RecvStream) -> ReplyResult {
         let name = p.archive("file-name", ArchiveKind::Blob)?;
         let expected = p.int("encoded-size", 12, MAX_ENCODED)?;
-        let _budget = self.reserve(expected).await?;
-        let blob = match read_sized(body, expected as usize).await {
+        let shares = self.reserve(expected).await?;
+        let blob = match self.read_shared(&shares, body, expected).await {
             Ok(b) => b,
             Err(SizedBody::Broken(e)) => return Err(broken(e)),
             Err(SizedBody::Shorter(got)) => return Err(blob_length(expected, got)),
@@ -291,9 +331,9 @@ impl Router {
         let digest = p.digest("digest")?;
         let size = p.int("size", 1, MAX_CHUNK)?;
         let encoded = p.int("encoded-size", 13, MAX_ENCODED)?;
-        // Held until the chunk is stored: this is what bounds a session's memory.
-        let _budget = self.reserve(encoded).await?;
-        let blob = match read_sized(body, encoded as usize).await {
+        // Held until the chunk is stored: this is what bounds the memory of bodies.
+        let shares = self.reserve(encoded).await?;
+        let blob = match self.read_shared(&shares, body, encoded).await {
             Ok(b) => b,
             Err(SizedBody::Broken(e)) => return Err(broken(e)),
             Err(SizedBody::Larger(_)) => return Err(ApiError::bad_request("uploaded chunk is larger than announced.")),

@@ -6,6 +6,7 @@
 //! return a [`Reply`]; how a reply becomes bytes (the `{"data": ...}` envelope, plain-text
 //! errors with a JSON content type, protocol.md 1.2) is decided here once.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 
@@ -41,9 +42,79 @@ pub enum BodyError {
     H2(#[from] h2::Error),
 }
 
+/// The connection-level receive window of one HTTP/2 connection: how many body bytes the
+/// client may have sent that the server has not read yet. The router steers it (the backup
+/// session opens it by what it reserved for a body, so the peer cannot push bytes the server
+/// has no room for); [`serve`] applies every change to the connection.
+#[derive(Debug)]
+pub struct ConnWindow {
+    target: Cell<u32>,
+    changed: tokio::sync::Notify,
+}
+
+/// Window opened by [`ConnWindow::open`]; closed again when dropped.
+#[derive(Debug)]
+pub struct OpenWindow<'a> {
+    window: &'a ConnWindow,
+    bytes: u32,
+}
+
+/// The largest window HTTP/2 allows (RFC 9113 6.9.1).
+const MAX_WINDOW: u32 = 0x7fff_ffff;
+/// The smallest: the protocol's initial connection window, which a peer may always use.
+const MIN_WINDOW: u32 = 65_535;
+
+impl ConnWindow {
+    /// A window of `initial` bytes until the router changes it.
+    pub fn new(initial: u32) -> Rc<ConnWindow> {
+        Rc::new(ConnWindow { target: Cell::new(initial.clamp(MIN_WINDOW, MAX_WINDOW)), changed: Default::default() })
+    }
+
+    pub fn target(&self) -> u32 {
+        self.target.get()
+    }
+
+    /// Widens the window by `bytes` until the returned guard is dropped.
+    pub fn open(&self, bytes: u64) -> OpenWindow<'_> {
+        let before = self.target.get();
+        let after = (u64::from(before) + bytes).min(u64::from(MAX_WINDOW)) as u32;
+        self.set(after);
+        OpenWindow { window: self, bytes: after - before }
+    }
+
+    fn set(&self, target: u32) {
+        self.target.set(target);
+        self.changed.notify_one();
+    }
+}
+
+impl Drop for OpenWindow<'_> {
+    fn drop(&mut self) {
+        let w = self.window;
+        w.set(w.target.get().saturating_sub(self.bytes).max(MIN_WINDOW));
+    }
+}
+
 /// Serves one HTTP/2 connection (server side, prior knowledge) until it ends. Each request
-/// runs `handler` on its own local task so a slow upload never blocks the others.
+/// runs `handler` on its own local task so a slow upload never blocks the others. Stream and
+/// connection windows stay at `limits.h2_window`.
 pub async fn serve<IO, H, F>(io: IO, limits: &LimitsConfig, handler: H) -> Result<(), h2::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    H: Fn(http::Request<h2::RecvStream>) -> F + 'static,
+    F: Future<Output = ReplyResult> + 'static,
+{
+    serve_steered(io, limits, ConnWindow::new(limits.h2_window), handler).await
+}
+
+/// [`serve`] with the connection window following `window` (streams start with
+/// `limits.h2_window`).
+pub async fn serve_steered<IO, H, F>(
+    io: IO,
+    limits: &LimitsConfig,
+    window: Rc<ConnWindow>,
+    handler: H,
+) -> Result<(), h2::Error>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
     H: Fn(http::Request<h2::RecvStream>) -> F + 'static,
@@ -51,14 +122,26 @@ where
 {
     let mut conn = h2::server::Builder::new()
         .initial_window_size(limits.h2_window)
-        .initial_connection_window_size(limits.h2_window)
+        .initial_connection_window_size(window.target())
+        // h2 ties its allowance for small DATA frames to the connection window unless told;
+        // a window that shrinks after a large upload must not turn into ENHANCE_YOUR_CALM.
+        .data_frame_budget(limits.h2_window as usize / 2)
         .max_frame_size(limits.h2_max_frame)
         .max_concurrent_streams(limits.max_streams)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
         .handshake::<_, Bytes>(io)
         .await?;
     let handler = Rc::new(handler);
-    while let Some(accepted) = conn.accept().await {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = window.changed.notified() => {
+                conn.set_target_window_size(window.target());
+                continue;
+            }
+            accepted = conn.accept() => accepted,
+        };
+        let Some(accepted) = accepted else { break };
         let (request, respond) = accepted?;
         let handler = Rc::clone(&handler);
         tokio::task::spawn_local(async move {

@@ -7,6 +7,7 @@ pub mod backup;
 pub(crate) mod backup_params;
 pub mod error;
 pub mod h2;
+pub mod inflight;
 pub mod reader;
 
 pub use error::ApiError;

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, FsyncPolicy};
 use crate::format::{Authid, DatastoreName};
 use crate::protocol::ApiError;
+use crate::protocol::inflight::InflightBytes;
 use crate::store::Datastore;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,8 @@ pub struct ServerState {
     pub sessions: Arc<Semaphore>,
     /// Permits for HTTP/1.1 connections; past them a connection only gets 503 answers.
     pub connections: Arc<Semaphore>,
+    /// Chunk bytes all backup sessions hold (`limits.max_inflight_bytes`).
+    pub inflight: Arc<InflightBytes>,
     datastores: HashMap<String, Arc<Datastore>>,
 }
 
@@ -164,6 +167,7 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
         connections: Arc::new(Semaphore::new(
             limits.max_sessions.saturating_mul(2).max(64),
         )),
+        inflight: InflightBytes::new(limits.max_inflight_bytes),
         datastores,
         config,
     });
@@ -179,6 +183,11 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
 }
 
 impl Bound {
+    /// The server's in-flight byte bound (tests watch its peak).
+    pub fn inflight(&self) -> Arc<InflightBytes> {
+        Arc::clone(&self.state.inflight)
+    }
+
     /// Serves until `shutdown` fires (or, without one, until Ctrl-C). Blocking.
     pub fn serve(
         self,

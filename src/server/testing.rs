@@ -5,10 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::client::ClientConfig;
 use crate::config::Config;
+use crate::protocol::inflight::InflightBytes;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -21,6 +23,8 @@ pub struct TestServer {
     pub config: Config,
     /// The Prometheus scrape listener of this server (loopback, own port).
     pub metrics_addr: Option<SocketAddr>,
+    /// The server's in-flight byte bound, to watch its peak.
+    pub inflight: Arc<InflightBytes>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -59,6 +63,7 @@ impl TestServer {
             .expect("fresh data dir bootstraps a token");
         let (addr, fingerprint) = (bound.addr, bound.fingerprint.clone());
         let metrics_addr = bound.metrics.as_ref().map(|m| m.addr());
+        let inflight = bound.inflight();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("test-server".into())
@@ -77,6 +82,7 @@ impl TestServer {
             data_dir: dir.path().to_path_buf(),
             config,
             metrics_addr,
+            inflight,
             shutdown: Some(tx),
             thread: Some(thread),
             _dir: dir,

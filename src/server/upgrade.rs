@@ -208,11 +208,11 @@ pub async fn backup(
         benchmark: params.benchmark,
         debug: params.debug,
     };
-    let (pipeline, limits) = (ctx.pipeline.clone(), state.config.limits.clone());
+    let (pipeline, limits, inflight) = (ctx.pipeline.clone(), state.config.limits.clone(), state.inflight.clone());
     // Should the client go away between 101 and the first byte, dropping the transaction
     // removes the snapshot.
     Ok(switch_protocols(&mut req, BACKUP_PROTOCOL, permit, move |io| {
-        serve_session(io, start, pipeline, limits)
+        serve_session(io, start, pipeline, limits, inflight)
     }))
 }
 
