@@ -130,6 +130,12 @@ async fn close_checks_count_size_and_csum() {
 async fn fixed_index_rules_and_holes() {
     let server = server();
     let s = session(&server, "fixed", T0).await;
+    // An image whose slot table could not be held (up to 2^64 - 1 bytes announced) is refused
+    // before anything is allocated; the session goes on.
+    for huge in [(64u64 << 40) + 1, u64::MAX] {
+        let text = format!("fixed index size {huge} is larger than the supported 70368744177664 bytes");
+        assert_refused(s.create_fixed_index("huge.img.fidx", huge, None).await, BAD, &text);
+    }
     let size = 2 * MIB4;
     let wid = s.create_fixed_index("disk.img.fidx", size, None).await.unwrap();
     let full = data(MIB4 as usize, 9);

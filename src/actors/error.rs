@@ -32,6 +32,8 @@ pub enum SessionError {
     ChunkSize,
     #[error("fixed writer '{name}' - got large chunk ({size} > {max}")]
     FixedLargeChunk { name: String, size: u64, max: u64 },
+    #[error("fixed index size {size} is larger than the supported {max} bytes")]
+    FixedTooLarge { size: u64, max: u64 },
     #[error("fixed writer '{0}' - detected multiple end chunks (chunk size too small)")]
     FixedMultipleEnd(u64),
     #[error("no such chunk {0}")]

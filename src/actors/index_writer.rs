@@ -56,6 +56,12 @@ pub struct IndexBuilder {
 
 const ZERO: Digest = Digest([0; 32]);
 
+/// Largest image a fixed index may announce: 64 TiB, 16 Mi slots, a 528 MiB table in memory
+/// until close. The reference maps the index file instead and has no limit of its own; here an
+/// unchecked `size` (up to 2^64 - 1) would ask the allocator for up to 128 TiB and abort the
+/// whole server.
+pub const MAX_FIXED_SIZE: u64 = 64 << 40;
+
 impl IndexBuilder {
     pub fn dynamic(name: ArchiveName) -> Self {
         IndexBuilder { name, body: Body::Dynamic { entries: Vec::new() }, appended: 0 }
@@ -63,6 +69,9 @@ impl IndexBuilder {
 
     /// A fixed index of `size` bytes; `base` (the previous index's digests) makes it incremental.
     pub fn fixed(name: ArchiveName, size: u64, base: Option<Vec<Digest>>) -> Result<Self, SessionError> {
+        if size > MAX_FIXED_SIZE {
+            return Err(SessionError::FixedTooLarge { size, max: MAX_FIXED_SIZE });
+        }
         let slots = FixedIndex::slot_count(size, FIXED_CHUNK_SIZE);
         let incremental = base.is_some();
         let (digests, filled) = match base {

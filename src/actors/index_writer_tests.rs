@@ -77,6 +77,17 @@ fn fixed_clone_needs_equal_slot_counts() {
     assert_eq!(err.to_string(), "clone_data_from failed - index sizes not equal");
 }
 
+#[test]
+fn fixed_size_is_capped_before_anything_is_allocated() {
+    let name = ArchiveName::parse("disk.img.fidx").unwrap();
+    for size in [MAX_FIXED_SIZE + 1, u64::MAX] {
+        let err = IndexBuilder::fixed(name.clone(), size, None).unwrap_err();
+        assert_eq!(err.to_string(), format!("fixed index size {size} is larger than the supported 70368744177664 bytes"));
+    }
+    // A 1 TiB image (8.3 MiB of tables) opens as before.
+    assert!(IndexBuilder::fixed(name, 1 << 40, None).unwrap().is_fixed());
+}
+
 fn hex_csum_dynamic(entries: &[(u64, Digest)]) -> String {
     use sha2::{Digest as _, Sha256};
     let mut h = Sha256::new();
