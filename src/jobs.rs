@@ -80,6 +80,11 @@ pub fn gc(store: &Datastore, opts: &GcOptions, log: Log) -> Result<GcStatus> {
     log(format!("Removed bad chunks: {}", status.removed_bad));
     log(format!("Pending removals: {} bytes in {} chunks", status.pending_bytes, status.pending_chunks));
     log(format!("Still bad chunks: {}", status.still_bad));
+    if status.removed_temp_files > 0 {
+        log(format!("Removed stale chunk temp files: {}", status.removed_temp_files));
+        metrics::counter!(metrics::LEFTOVERS_REMOVED, metrics::LABEL_KIND => metrics::LEFTOVER_CHUNK_TEMP)
+            .increment(status.removed_temp_files);
+    }
     log(format!("On-Disk usage: {} bytes, {} chunks", status.disk_bytes, status.disk_chunks));
     Ok(status)
 }
@@ -97,6 +102,7 @@ pub fn gc_json(status: &GcStatus, seconds: f64) -> Value {
         "chunks_on_disk": status.disk_chunks,
         "bytes_on_disk": status.disk_bytes,
         "index_files": status.index_file_count,
+        "temp_files_removed": status.removed_temp_files,
         "duration_seconds": seconds,
         "gc_status": status,
     })

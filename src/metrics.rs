@@ -97,6 +97,8 @@ pub const JOB_REMOVED_BYTES: &str = "chunkyard_job_removed_bytes_total";
 pub const JOB_CORRUPT_CHUNKS: &str = "chunkyard_job_corrupt_chunks_total";
 /// Counter{job}: snapshots prune removed.
 pub const JOB_SNAPSHOTS_REMOVED: &str = "chunkyard_job_snapshots_removed_total";
+/// Counter{kind}: crash leftovers removed (start-up recovery and GC), by kind.
+pub const LEFTOVERS_REMOVED: &str = "chunkyard_crash_leftovers_removed_total";
 
 // ---- label names and values --------------------------------------------------------------
 
@@ -125,6 +127,12 @@ pub const OUTCOME_BENCHMARK: &str = "benchmark";
 /// Values of the `reason` label of [`TLS_HANDSHAKE_FAILURES`].
 pub const REASON_TIMEOUT: &str = "timeout";
 pub const REASON_ERROR: &str = "error";
+
+/// Values of the `kind` label of [`LEFTOVERS_REMOVED`].
+pub const LEFTOVER_SNAPSHOT: &str = "snapshot";
+pub const LEFTOVER_GROUP: &str = "group";
+pub const LEFTOVER_TEMP: &str = "temp_file";
+pub const LEFTOVER_CHUNK_TEMP: &str = "chunk_temp_file";
 
 /// The actor stages of the ingest pipeline (the `stage` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +267,7 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(JOB_REMOVED_BYTES, Counter, Bytes, "Bytes of chunk files removed by garbage collection."),
     def(JOB_CORRUPT_CHUNKS, Counter, Count, "Chunks verify found corrupt or missing."),
     def(JOB_SNAPSHOTS_REMOVED, Counter, Count, "Snapshots removed by prune."),
+    def(LEFTOVERS_REMOVED, Counter, Count, "Crash leftovers removed: abandoned snapshots, groups and temp files at start-up, stale chunk temp files by GC."),
 ];
 
 /// Registers help texts and units with the current recorder.

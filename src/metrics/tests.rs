@@ -65,6 +65,7 @@ fn record_everything() {
     for name in [JOB_CHUNKS, JOB_REMOVED_BYTES, JOB_CORRUPT_CHUNKS, JOB_SNAPSHOTS_REMOVED] {
         metrics::counter!(name, LABEL_JOB => "gc").increment(1);
     }
+    metrics::counter!(LEFTOVERS_REMOVED, LABEL_KIND => LEFTOVER_SNAPSHOT).increment(1);
 }
 
 #[test]

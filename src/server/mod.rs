@@ -95,6 +95,35 @@ pub fn open_datastores(config: &Config) -> Result<HashMap<String, Arc<Datastore>
     Ok(map)
 }
 
+/// Clears what a crash left in a datastore before it is served (store/recover.rs). A failure
+/// here is logged, not fatal: leftovers are invisible to clients, an unserved datastore is not.
+fn recover(name: &str, ds: &Datastore) {
+    use crate::metrics as m;
+    match ds.recover() {
+        Ok(r) => {
+            for (kind, n) in [
+                (m::LEFTOVER_SNAPSHOT, r.snapshots.len()),
+                (m::LEFTOVER_GROUP, r.groups.len()),
+                (m::LEFTOVER_TEMP, r.temp_files.len()),
+            ] {
+                if n > 0 {
+                    metrics::counter!(m::LEFTOVERS_REMOVED, m::LABEL_KIND => kind).increment(n as u64);
+                }
+            }
+            if !r.is_empty() {
+                tracing::info!(
+                    datastore = %name,
+                    snapshots = r.snapshots.len(),
+                    groups = r.groups.len(),
+                    temp_files = r.temp_files.len(),
+                    "recovered from an earlier crash"
+                );
+            }
+        }
+        Err(e) => tracing::error!(datastore = %name, %e, "crash recovery failed; serving anyway"),
+    }
+}
+
 /// Step 4 of the upgrade, and any other lookup of a configured datastore.
 pub fn no_such_datastore(name: &str) -> ApiError {
     ApiError::bad_request(format!("datastore '{name}' does not exist"))
@@ -122,7 +151,8 @@ pub struct AdminToken {
     pub repository: String,
 }
 
-/// Loads the certificate and token store, bootstraps the first token, binds the listener.
+/// Loads the certificate and token store, opens the datastores and clears crash leftovers in
+/// them, bootstraps the first token, binds the listener.
 pub fn bind(config: Config) -> Result<Bound, ServerError> {
     let etc = config.etc_dir();
     std::fs::create_dir_all(&etc)?;
@@ -130,6 +160,9 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
     let auth = auth::AuthStore::open(&etc)?;
     let datastores = open_datastores(&config)?;
     let metrics = crate::metrics::install_for_config(&config)?;
+    for (name, ds) in &datastores {
+        recover(name, ds);
+    }
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
             addr: config.listen,

@@ -39,6 +39,18 @@ pub fn tmp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!("{stem}.tmp_{suffix}"))
 }
 
+/// Whether `name` is one of [`tmp_path`]'s temp names (`<stem>.tmp_XXXXXX`, the suffix from
+/// its alphabet). Such a file is never a finished file: a crash left it, or a write is in flight.
+pub fn is_tmp_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > TMP_SUFFIX_LEN
+        && b[b.len() - TMP_SUFFIX_LEN..].starts_with(b".tmp_")
+        && b[b.len() - 6..].iter().all(|c| TMP_ALPHABET.contains(c))
+}
+
+/// `.tmp_` plus six random characters.
+const TMP_SUFFIX_LEN: usize = 11;
+
 /// fsyncs a directory, making renames and creations inside it durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
@@ -133,6 +145,17 @@ mod tests {
         let t = tmp_path(&Path::new("/c").join(d));
         assert_eq!(t.file_name().unwrap().len(), 75, "PBS's chunk temp names are 75 characters");
         assert_ne!(tmp_path(Path::new("/x/a.blob")), tmp_path(Path::new("/x/a.blob")));
+    }
+
+    #[test]
+    fn tmp_names_are_recognised() {
+        for target in ["/x/index.json.blob", "/x/owner", "/x/.gc-status", "/x/a.didx"] {
+            let t = tmp_path(Path::new(target));
+            assert!(is_tmp_name(t.file_name().unwrap().to_str().unwrap()), "{t:?}");
+        }
+        for name in ["index.json.blob", "owner", ".tmp_abcdef", "a.tmp_abcde", "a.tmp_abc-ef", "a.tmp_abcdefg", "c.tmp_didx"] {
+            assert!(!is_tmp_name(name), "{name}");
+        }
     }
 
     #[test]

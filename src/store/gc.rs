@@ -3,12 +3,14 @@
 //!
 //! Safety rests on the locks (a foreign writer's `F_RDLCK` makes GC refuse; our own writers are
 //! accounted for by their start time) and on explicit `utimensat` touches, which work on
-//! noatime mounts. The cutoff is an option so tests can sweep without waiting a day.
+//! noatime mounts. The cutoff is an option so tests can sweep without waiting a day. The sweep
+//! also removes chunk temp files a crash left, since it reads every chunk directory anyway.
 
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +18,7 @@ use crate::format::Digest;
 use crate::format::dynamic_index::DynamicIndex;
 use crate::format::fixed_index::FixedIndex;
 use crate::store::chunk_store::touch_atime;
-use crate::store::durable::io_err;
+use crate::store::durable::{io_err, is_tmp_name};
 use crate::store::{Datastore, Result, StoreError};
 
 /// PBS 3.2.4: chunks untouched for a day may only look untouched because of relatime.
@@ -53,6 +55,9 @@ pub struct GcStatus {
     pub pending_chunks: u64,
     pub removed_bad: u64,
     pub still_bad: u64,
+    /// Chunk temp files a crashed or failed write left (not in PBS's `.gc-status`).
+    #[serde(skip)]
+    pub removed_temp_files: u64,
 }
 
 fn now_epoch() -> i64 {
@@ -67,6 +72,30 @@ fn chunk_file_kind(name: &str) -> Option<bool> {
         70 if hex_ok && name.ends_with(".bad") => Some(true),
         _ => None,
     }
+}
+
+/// `<digest>.tmp_XXXXXX`, a chunk write's temp file.
+fn is_chunk_tmp(name: &str) -> bool {
+    name.len() == 75 && name.as_bytes()[..64].iter().all(u8::is_ascii_hexdigit) && is_tmp_name(name)
+}
+
+/// Removes a chunk temp file last written before `stale` (see `garbage_collect`).
+fn remove_stale_tmp(path: &Path, stale: SystemTime, status: &mut GcStatus) -> Result<()> {
+    let modified = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => m.modified().map_err(io_err("stat chunk temp file", path))?,
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("stat chunk temp file", path)(e)),
+    };
+    if modified >= stale {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => status.removed_temp_files += 1,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("remove chunk temp file", path)(e)),
+    }
+    Ok(())
 }
 
 struct Marker<'a> {
@@ -167,7 +196,15 @@ impl Datastore {
             min_atime = oldest_writer;
         }
         min_atime -= SAFETY_MARGIN;
-        self.sweep(min_atime, oldest_writer, &mut status)?;
+        // A chunk temp file older than this process was left by one that is gone (foreign
+        // writers hold `.lock` shared, which our exclusive lock excludes); one older than a day
+        // by a failed write of ours, since no single chunk write takes that long.
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(DEFAULT_ATIME_CUTOFF as u64);
+        let stale_tmp = crate::store::recover::process_start().max(day_ago);
+        self.sweep(min_atime, oldest_writer, stale_tmp, &mut status)?;
+        if status.removed_temp_files > 0 {
+            tracing::info!(count = status.removed_temp_files, "GC removed stale chunk temp files");
+        }
 
         let json = serde_json::to_vec(&status).expect("status serialises");
         if let Err(e) = crate::store::durable::write_atomic(&self.root().join(".gc-status"), &json) {
@@ -176,7 +213,7 @@ impl Datastore {
         Ok(status)
     }
 
-    fn sweep(&self, min_atime: i64, oldest_writer: i64, status: &mut GcStatus) -> Result<()> {
+    fn sweep(&self, min_atime: i64, oldest_writer: i64, stale_tmp: SystemTime, status: &mut GcStatus) -> Result<()> {
         let base = self.chunks().base();
         for idx in 0..=u16::MAX {
             let dir = base.join(format!("{idx:04x}"));
@@ -187,7 +224,13 @@ impl Datastore {
             };
             for entry in rd {
                 let entry = entry.map_err(io_err("list chunk directory", &dir))?;
-                let Some(bad) = entry.file_name().to_str().and_then(chunk_file_kind) else { continue };
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if is_chunk_tmp(name) {
+                    remove_stale_tmp(&entry.path(), stale_tmp, status)?;
+                    continue;
+                }
+                let Some(bad) = chunk_file_kind(name) else { continue };
                 let _insert_excluded = self.chunks().lock_sweep();
                 let meta = match std::fs::symlink_metadata(entry.path()) {
                     Ok(m) if m.file_type().is_file() => m,

@@ -48,7 +48,13 @@ fn mark_and_sweep() {
     std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
     std::fs::write(&bad, b"12345").unwrap();
     set_atime(&bad, OLD);
-    let tmp = ds.chunks().chunk_path(&d).with_extension("tmp_abcdef");
+    // Chunk temp files: one a crashed earlier process left (written before this process
+    // opened the store, though not a day ago), one a write of this process may still be using.
+    let crashed_tmp = ds.chunks().chunk_path(&d).with_extension("tmp_abcdef");
+    std::fs::write(&crashed_tmp, b"left by a crash").unwrap();
+    let before_start = crate::store::recover::process_start() - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&crashed_tmp).unwrap().set_modified(before_start).unwrap();
+    let tmp = ds.chunks().chunk_path(&e).with_extension("tmp_ghijkl");
     std::fs::write(&tmp, b"in flight").unwrap();
     set_atime(&tmp, OLD);
 
@@ -66,7 +72,11 @@ fn mark_and_sweep() {
     assert!(!exists(&ds, &c) && !exists(&ds, &d), "unreferenced old chunks go");
     assert!(exists(&ds, &e), "young unreferenced chunks are pending");
     assert!(!bad.exists());
-    assert!(tmp.exists(), "temp files are not GC's business");
+    // GC reads every chunk directory anyway, so it is where crash leftovers there go (start-up
+    // recovery does not read 65536 directories); a temp file this process may be writing stays.
+    assert!(!crashed_tmp.exists(), "a temp file older than this process is a crash leftover");
+    assert!(tmp.exists(), "a temp file younger than this process may belong to a running write");
+    assert_eq!(st.removed_temp_files, 1);
     assert_eq!(st.index_file_count, 2);
     assert_eq!(st.index_data_bytes, 30);
     assert_eq!((st.removed_chunks, st.removed_bad, st.pending_chunks, st.disk_chunks), (2, 1, 1, 2));
@@ -77,6 +87,7 @@ fn mark_and_sweep() {
     assert_eq!(json["removed-chunks"], 2);
     assert_eq!(json["upid"], "UPID:test");
     assert_eq!(json["still-bad"], 0);
+    assert!(json.get("removed-temp-files").is_none(), ".gc-status keeps PBS's keys: {json}");
 
     // With no cutoff, the young one goes too.
     let st = ds.garbage_collect(&GcOptions { atime_cutoff: -SAFETY_MARGIN - 2000, upid: None }).unwrap();
@@ -145,4 +156,6 @@ fn name_filter() {
     assert_eq!(chunk_file_kind(&format!("{d}.tmp_abcdef")), None);
     assert_eq!(chunk_file_kind(&format!("{d}.10.bad")), None);
     assert_eq!(chunk_file_kind("x"), None);
+    assert!(is_chunk_tmp(&format!("{d}.tmp_abcdef")));
+    assert!(!is_chunk_tmp(&format!("{d}.tmp_abc")) && !is_chunk_tmp(&format!("{}.tmp_abcdef", &d[1..])));
 }

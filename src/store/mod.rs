@@ -5,7 +5,7 @@
 //!
 //! Files: `durable.rs` (the one temp-fsync-rename helper), `lock.rs` (flock and `.lock`),
 //! `chunk_store.rs`, `backup.rs` (a backup's lifecycle), `list.rs` (reading the tree),
-//! `admin.rs` (namespaces, forget, protection, notes).
+//! `admin.rs` (namespaces, forget, protection, notes), `recover.rs` (crash leftovers at start-up).
 
 pub mod admin;
 pub mod backup;
@@ -15,6 +15,7 @@ pub mod gc;
 pub mod list;
 pub mod lock;
 pub mod prune;
+pub mod recover;
 pub mod snapshot_meta;
 pub mod verify;
 
@@ -93,6 +94,8 @@ impl Datastore {
             return Err(StoreError::NotFound(format!("datastore '{name}' at {root:?} has no chunk store (.chunks)")));
         }
         ensure_lock_file(root)?;
+        // Fixes "this process's start" before it writes anything here (GC's temp-file rule).
+        recover::process_start();
         let locker = Arc::new(ProcessLocker::open(&root.join(".lock"))?);
         Ok(Datastore { name, root: root.to_path_buf(), chunks: ChunkStore::new(chunks_dir), locker, manifest_lock: Default::default() })
     }
