@@ -29,3 +29,10 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod store;
+
+/// What the cargo-fuzz targets in `fuzz/` reach that the crate otherwise keeps to itself (the
+/// parameter decoder of the API and the backup session). Not an API: nothing else may use it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
+}

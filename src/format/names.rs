@@ -174,7 +174,12 @@ impl BackupTime {
         }
         let dt = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ")
             .map_err(|_| NameError::BackupTime(s.to_string()))?;
-        Self::from_epoch(dt.and_utc().timestamp())
+        let time = Self::from_epoch(dt.and_utc().timestamp())?;
+        // chrono reads second 60 as a leap second of :59; one time must have one directory.
+        if time.dir_name() != s {
+            return Err(NameError::BackupTime(s.to_string()));
+        }
+        Ok(time)
     }
 }
 
@@ -511,6 +516,14 @@ mod tests {
         assert!(BackupTime::parse_dir_name("2020-13-26T13:56:05Z").is_err());
         assert!(BackupTime::from_epoch(0).is_err());
         assert!(BackupTime::from_epoch(MAX_BACKUP_TIME + 1).is_err());
+    }
+
+    #[test]
+    fn leap_second_dir_names_are_refused() {
+        // Found by fuzz/fuzz_targets/names.rs: chrono reads second 60 as a leap second of
+        // 23:59:59, so two directory names mapped to one backup time.
+        assert!(BackupTime::parse_dir_name("2016-12-31T23:59:60Z").is_err());
+        assert!(BackupTime::parse_dir_name("2022-06-06T13:20:60Z").is_err());
     }
 
     #[test]

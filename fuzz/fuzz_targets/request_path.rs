@@ -1,0 +1,33 @@
+//! Any request path through the server's normalisation and the metric naming: no panic; what
+//! comes out is canonical (one `/` between non-empty segments, no `.` or `..` segment, no `/`
+//! smuggled inside a segment), and percent-encoding its segments again leads back to it.
+#![no_main]
+
+use chunkyard::server::api::endpoint_name;
+use chunkyard::server::http::normalize_path;
+use http::Method;
+use libfuzzer_sys::fuzz_target;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+fuzz_target!(|raw: &str| {
+    let Ok(path) = normalize_path(raw) else {
+        return;
+    };
+    assert!(path.starts_with('/'), "{path:?}");
+    if path != "/" {
+        let segments: Vec<&str> = path[1..].split('/').collect();
+        for s in &segments {
+            assert!(!s.is_empty() && *s != "." && *s != "..", "{raw:?} -> {path:?}");
+        }
+        let encoded: String = segments
+            .iter()
+            .map(|s| format!("/{}", utf8_percent_encode(s, NON_ALPHANUMERIC)))
+            .collect();
+        assert_eq!(normalize_path(&encoded).unwrap(), path);
+    }
+    for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+        let name = endpoint_name(&method, &path);
+        // A metric label is one of a fixed set of words, never a piece of the path.
+        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name:?}");
+    }
+});
