@@ -18,6 +18,9 @@ use chunkyard::server::testing::TestServer;
 use http::Method;
 use serde_json::{Value, json};
 
+/// How long the GC task may take before the test gives up on it.
+const POLL_BOUND: Duration = Duration::from_secs(300);
+
 const UPID_RE: &str = r"^UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):([0-9A-Fa-f]{8,16}):([0-9A-Fa-f]{8}):([^:\s]+):([^:\s]*):([^:\s]+):$";
 
 fn opts() -> BackupOptions {
@@ -89,10 +92,13 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
     let upid = upid.as_str().expect("UPID string").to_string();
     assert!(regex::Regex::new(UPID_RE).unwrap().is_match(&upid), "{upid}");
 
-    // Poll the log exactly like proxmox-backup-client's display_task_log.
+    // Poll the log exactly like proxmox-backup-client's display_task_log. The bound is only
+    // there to end a hung run with a message; GC of this store takes milliseconds.
     let enc = percent_encoding::utf8_percent_encode(&upid, percent_encoding::NON_ALPHANUMERIC).to_string();
     let (mut start, mut text) = (1u64, Vec::new());
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + POLL_BOUND;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "GC task still active after {POLL_BOUND:?}; log so far: {text:?}");
         let q = [("start", start.to_string()), ("limit", "500".into()), ("test-status", "true".into())];
         let page = c
             .call_raw(Method::GET, &format!("nodes/localhost/tasks/{enc}/log"), &q, None, chunkyard::client::admin::Auth::Token)
@@ -117,10 +123,11 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
 
     up.finish().await.unwrap();
     let on_disk = chunk_files(&server);
-    assert!(kept.is_subset(&on_disk), "a referenced chunk was swept");
-    assert!(reused.is_subset(&on_disk), "a chunk of the running backup was swept");
-    assert!(garbage.is_disjoint(&on_disk), "old unreferenced chunks must go");
     let gc_status: Value = serde_json::from_slice(&std::fs::read(server.store_path().join(".gc-status")).unwrap()).unwrap();
+    let why = format!("kept {kept:?}\nreused {reused:?}\ngarbage {garbage:?}\non disk {on_disk:?}\n{gc_status}\n{text:#?}");
+    assert!(kept.is_subset(&on_disk), "a referenced chunk was swept: {why}");
+    assert!(reused.is_subset(&on_disk), "a chunk of the running backup was swept: {why}");
+    assert!(garbage.is_disjoint(&on_disk), "old unreferenced chunks must go: {why}");
     assert_eq!(gc_status["upid"], json!(upid));
     assert_eq!(gc_status["removed-chunks"].as_u64(), Some(garbage.len() as u64));
 

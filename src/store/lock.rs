@@ -2,7 +2,9 @@
 //! same datastore (formats.md 5.5, 6.1, pitfall 11).
 //!
 //! - Group and snapshot directories: BSD `flock` on an `O_RDONLY` fd of the directory itself,
-//!   always non-blocking. The guard owns the fd; closing it releases the lock.
+//!   always non-blocking. The guard owns the fd and unlocks explicitly before closing it: a
+//!   child process spawned meanwhile holds a copy of the fd until it execs, and a mere close
+//!   would leave the lock held by that copy.
 //! - `<root>/.lock`: POSIX `fcntl` record lock on the whole file. Writers hold `F_RDLCK`, GC takes
 //!   `F_WRLCK`. POSIX locks belong to the process, not the fd, and closing *any* fd of the file
 //!   drops them all; so one `ProcessLocker` per datastore keeps the only fd open and counts its
@@ -180,9 +182,31 @@ impl Drop for ExclusiveGuard {
     }
 }
 
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // SAFETY: flock on the fd this guard still owns.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropping_a_dir_lock_releases_it_even_while_a_copy_of_its_fd_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::try_lock(dir.path(), true, "snapshot", "busy").unwrap();
+        // What a child process spawned at this moment would hold until it execs.
+        // SAFETY: dup of an fd we own; the copy is closed below.
+        let copy = unsafe { libc::dup(lock.file.as_raw_fd()) };
+        assert!(copy >= 0);
+        drop(lock);
+        let again = DirLock::try_lock(dir.path(), true, "snapshot", "busy");
+        // SAFETY: closing the copy made above.
+        unsafe { libc::close(copy) };
+        again.expect("released although a copy of the fd was still open");
+    }
 
     #[test]
     fn dir_lock_exclusive_and_shared() {
