@@ -19,7 +19,7 @@ use toml::{Table, Value};
 use super::{Config, ConfigError};
 
 /// `CHUNKYARD_*` variables that are not configuration keys (read elsewhere).
-pub const RESERVED_ENV: &[&str] = &["CHUNKYARD_CONFIG", "CHUNKYARD_LOG"];
+pub const RESERVED_ENV: &[&str] = &["CHUNKYARD_CONFIG", "CHUNKYARD_LOG", crate::failpoint::ENV];
 
 /// Command-line flags that override file and environment.
 #[derive(Debug, Clone, Default)]

@@ -122,7 +122,7 @@ impl BackupTxn {
             return Err(StoreError::NotFound("namespace not found".into()));
         }
         let mut cleanup = Cleanup::default();
-        let owner = lock_or_create_group(&store, &ns, &snapshot.group, auth, &mut cleanup)?;
+        let (owner, created_group) = lock_or_create_group(&store, &ns, &snapshot.group, auth, &mut cleanup)?;
         if check_owner && !auth.matches_owner(&owner) {
             return Err(StoreError::Refused(format!("backup owner check failed ({auth} != {owner})")));
         }
@@ -146,6 +146,14 @@ impl BackupTxn {
         }
         cleanup.snapshot_lock =
             Some(DirLock::try_lock(&path, true, "snapshot", "snapshot is already in use by another operation")?);
+        if created_group {
+            // Only now, so that a crash at any point of creating a group leaves either a group
+            // without `owner` or one with an unfinished snapshot: start-up recovery removes both
+            // (store/recover.rs), where a lone `owner` would look like a group kept on purpose.
+            let group = &snapshot.group;
+            durable::write_atomic(&store.group_path(&ns, group).join(OWNER_NAME), format!("{auth}\n").as_bytes())
+                .map_err(|e| client_io(e, format!("creating backup group {group} failed - writing {OWNER_NAME}")))?;
+        }
         cleanup.writer = Some(store.locker().try_shared()?);
         Ok(BackupTxn { store, ns, snapshot, owner, base, path, cleanup })
     }
@@ -182,15 +190,16 @@ fn client_io(e: StoreError, what: String) -> StoreError {
     }
 }
 
-/// Step 8: create the group if missing (owner := `auth`) and lock it exclusively; returns the
-/// owner. Retries when a concurrent failed backup removes the directory under us.
+/// Step 8: create the group if missing (owner := `auth`, written by the caller) and lock it
+/// exclusively; returns the owner and whether the group is new. Retries when a concurrent
+/// failed backup removes the directory under us.
 fn lock_or_create_group(
     store: &Datastore,
     ns: &Namespace,
     group: &GroupRef,
     auth: &Authid,
     cleanup: &mut Cleanup,
-) -> Result<Authid> {
+) -> Result<(Authid, bool)> {
     let group_dir = store.group_path(ns, group);
     let type_dir = group_dir.parent().expect("group path has a type directory").to_path_buf();
     for _ in 0..8 {
@@ -214,11 +223,9 @@ fn lock_or_create_group(
         }
         cleanup.group_lock = Some(lock);
         if created {
-            durable::write_atomic(&group_dir.join(OWNER_NAME), format!("{auth}\n").as_bytes())
-                .map_err(|e| client_io(e, format!("creating backup group {group} failed - writing {OWNER_NAME}")))?;
-            return Ok(auth.clone());
+            return Ok((auth.clone(), true));
         }
-        return store.group_owner(ns, group);
+        return Ok((store.group_owner(ns, group)?, false));
     }
     Err(StoreError::Locked(format!("unable to create backup group {group_dir:?} - it keeps disappearing")))
 }
