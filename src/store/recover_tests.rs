@@ -82,6 +82,21 @@ fn removes_what_a_crash_left_and_nothing_else() {
 }
 
 #[test]
+fn namespaces_are_recovered_too() {
+    let (dir, ds) = test_store();
+    let ns = ds.create_namespace(&Namespace::root(), "site-a").unwrap();
+    let child = ds.create_namespace(&ns, "rack1").unwrap();
+    let s = snap(BackupType::Vm, "100", 1_700_000_000);
+    let txn = BackupTxn::begin(Arc::clone(&ds), child.clone(), s.clone(), &Authid::parse("u@pbs").unwrap(), true).unwrap();
+    std::fs::write(txn.path.join("x.fidx"), b"partial").unwrap();
+    txn.commit();
+    let r = ds.recover().unwrap();
+    assert_eq!(r.snapshots, [ds.snapshot_path(&child, &s)]);
+    assert_eq!(r.groups, [ds.group_path(&child, &s.group)]);
+    assert_eq!(tree(dir.path()), ["ns", "ns/site-a", "ns/site-a/ns", "ns/site-a/ns/rack1"], "namespaces stay");
+}
+
+#[test]
 fn unfinished_snapshot_of_a_live_backup_is_kept_even_without_its_group_lock() {
     // PBS's verify or reader might hold the group briefly; the snapshot lock alone must protect.
     let (_dir, ds) = test_store();
