@@ -45,6 +45,8 @@ pub const POINTS: &[&str] = &[
     "finish.commit",
     // finish: manifest committed, response not yet sent
     "finish.done",
+    // forget/prune: the snapshot's manifest is gone, its other files not yet (context: snapshot)
+    "snapshot.remove",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Crash consistency (issue 8, item 1): the real `chunkyard serve` is SIGKILLed in the middle of
 //! a backup — at named failpoints spread over the whole write path (request arrival, chunk
 //! write/rename/stored, index, blob and manifest write/rename/stored, owner of a new group,
-//! finish before and after the commit), and from outside at arbitrary moments — then started
-//! again without failpoints. After each crash:
+//! finish before and after the commit; forget and prune part-way through a removal), and from
+//! outside at arbitrary moments — then started again without failpoints. After each crash:
 //! - before recovery, listing, base selection and prune already treat the killed snapshot as
 //!   unfinished and list no temp file;
 //! - the killed snapshot is either complete (only when the kill came after its manifest was
@@ -241,6 +241,37 @@ impl Crash<'_> {
         committed
     }
 
+    /// A forget (`prune` false) or a prune keeping 3 of `main` dies at `spec` (a
+    /// `snapshot.remove` point: the manifest of the snapshot being removed is gone, the rest
+    /// not yet). `removed` is how many of the oldest snapshots must be gone after recovery.
+    async fn removal(&mut self, spec: &str, prune: bool, removed: usize, label: &str) {
+        use http::Method;
+        let mut srv = Serve::start(self.data_dir, Some(spec));
+        let oldest = self.model.finished["main"][0].0;
+        let result = if prune {
+            let q = [("backup-id", "main".to_string()), ("backup-type", "host".into()), ("keep-last", "3".into())];
+            srv.client.call(Method::POST, &format!("admin/datastore/{STORE}/prune"), &q, None).await
+        } else {
+            let q = chunkyard::client::admin::snapshot_params("host", "main", oldest);
+            srv.client.call(Method::DELETE, &format!("admin/datastore/{STORE}/snapshots"), &q, None).await
+        };
+        let status = srv.wait(Duration::from_secs(60)).await.unwrap_or_else(|| panic!("{label}: server survived"));
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{label}: {status}");
+        assert!(result.is_err(), "{label}: answered although the server died");
+        let gone: Vec<(i64, u64)> = self.model.finished.get_mut("main").unwrap().drain(..removed).collect();
+        assert!(!snapshot_dir(self.data_dir, "main", gone[0].0).join("index.json.blob").exists(), "{label}");
+        self.check_debris("main", label);
+        self.found.snapshots += unfinished_snapshots(&self.store()).len();
+        drop(srv);
+        let srv = Serve::start(self.data_dir, None);
+        self.check_recovered(&srv, label).await;
+        for (t, _) in gone {
+            assert!(!snapshot_dir(self.data_dir, "main", t).exists(), "{label}: {t} half removed");
+        }
+        assert_eq!(gc(&srv.client).await, "OK", "{label}");
+        self.next_backup_works(&srv, "main", label).await;
+    }
+
     /// Before any recovery, what the crash left is already harmless: the store's own readers
     /// (listing, file lists, base selection, prune) see the killed snapshot as unfinished, take
     /// the last finished one as the base, and never show a temp file.
@@ -350,6 +381,13 @@ async fn every_kill_point_leaves_a_consistent_store() {
         let committed = crash.run(&id, Kill::Failpoint(spec), &label).await;
         assert_eq!(committed, *commits, "{label}: committed");
         println!("survived {label}{} [{:.1} s]", if committed { ", snapshot committed" } else { "" }, started.elapsed().as_secs_f64());
+        survived.push(label);
+    }
+    // Forget and prune die between removing a snapshot's manifest and the rest of it.
+    for (spec, prune, removed) in [("snapshot.remove=kill", false, 1), ("snapshot.remove=kill@2", true, 2)] {
+        let label = format!("#{} {spec} ({})", survived.len(), if prune { "prune keep-last 3" } else { "forget" });
+        crash.removal(spec, prune, removed, &label).await;
+        println!("survived {label} [{:.1} s]", started.elapsed().as_secs_f64());
         survived.push(label);
     }
     let mut external = 0;

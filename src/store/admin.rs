@@ -128,6 +128,14 @@ impl Datastore {
         if path.join(PROTECTED_NAME).exists() {
             return Err(StoreError::Refused("cannot remove protected snapshot".into()));
         }
+        // The manifest goes first, durably: a crash part-way through then leaves an unfinished
+        // snapshot, which start-up recovery removes, never a finished one missing files.
+        match std::fs::remove_file(path.join(MANIFEST_NAME)) {
+            Ok(()) => durable::fsync_dir(&path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing manifest of", &path)(e)),
+        }
+        crate::failpoint::check("snapshot.remove", &snap.to_string()).map_err(io_err("removing backup snapshot", &path))?;
         std::fs::remove_dir_all(&path).map_err(io_err("removing backup snapshot", &path))?;
         Ok(())
     }
