@@ -89,7 +89,7 @@ impl AuthStore {
     fn put_token(&self, authid: &Authid, secret: &str) -> Result<(), AuthError> {
         let entry = TokenEntry { hash: hash_secret(secret)?, enable: true, expire: 0, comment: None };
         self.tokens.write().expect("token lock").insert(authid.to_string(), entry);
-        self.verified.lock().expect("cache lock").remove(&authid.to_string());
+        self.verified.forget(&authid.to_string());
         let json = serde_json::to_vec_pretty(&*self.tokens.read().expect("token lock")).expect("tokens serialize");
         let path = self.etc.join("tokens.json");
         write_atomic(&path, &json, 0o600).map_err(|source| AuthError::Save { path, source })

@@ -8,22 +8,21 @@
 //! server may run, so the server reloads a file whenever its modification time changes.
 //! Account changes (create user/token, set ACL) live in `accounts.rs`.
 //!
-//! Argon2 is deliberately slow; a verified secret is remembered as authid -> SHA-256(secret)
-//! so a backup's many requests pay for it once. Both comparisons are constant-time.
+//! Argon2 is deliberately slow; proven token secrets are remembered by `secret_cache.rs`, so a
+//! backup's many requests (and a burst of sessions) pay for it once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq;
 
 pub use crate::server::acl::{AclEntry, Privilege, Privs, Role};
 use crate::format::Authid;
 use crate::server::acl::own_privs;
+use crate::server::secret_cache::SecretCache;
 use crate::server::ticket::TicketKey;
 
 /// The user created on first start, and its token. The user (and that token) hold every
@@ -137,7 +136,7 @@ pub struct AuthStore {
     key: TicketKey,
     /// Modification times the loaded files had, to notice the CLI's changes.
     stamps: Mutex<[Option<SystemTime>; 3]>,
-    pub(crate) verified: Mutex<HashMap<String, [u8; 32]>>,
+    pub(crate) verified: SecretCache,
 }
 
 fn stamp(path: &Path) -> Option<SystemTime> {
@@ -158,7 +157,7 @@ impl AuthStore {
             acl: RwLock::new(Vec::new()),
             key,
             stamps: Mutex::new([None; 3]),
-            verified: Mutex::new(HashMap::new()),
+            verified: SecretCache::default(),
         };
         store.reload(true)?;
         Ok(Arc::new(store))
@@ -180,7 +179,7 @@ impl AuthStore {
             }
             stamps[i] = now;
             if i == 1 {
-                self.verified.lock().expect("cache lock").clear();
+                self.verified.clear();
             }
         }
         Ok(())
@@ -301,23 +300,10 @@ impl AuthStore {
             }
             token.hash.clone()
         };
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        if let Some(known) = self.verified.lock().expect("cache lock").get(&key) {
-            if bool::from(known.ct_eq(&digest)) {
-                return Ok(authid);
-            }
-        }
-        // argon2 takes tens of milliseconds: keep it off the connection's thread.
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-            .await
-            .map_err(|_| AuthError::Failed("internal error"))?;
+        let ok = self.verified.check(&key, &secret, &hash).await.map_err(|_| AuthError::Failed("internal error"))?;
         if !ok {
             return Err(AuthError::Failed("invalid token"));
         }
-        self.verified
-            .lock()
-            .expect("cache lock")
-            .insert(key, digest);
         Ok(authid)
     }
 

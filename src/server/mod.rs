@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod files;
 pub mod http;
+pub mod secret_cache;
 pub mod testing;
 pub mod ticket;
 pub mod tls;
