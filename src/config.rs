@@ -102,7 +102,9 @@ pub struct LimitsConfig {
     /// HTTP/2 initial stream window (PBS: 32 MiB); also the most chunk bytes one backup
     /// session may hold at once, and the connection window of reader sessions.
     pub h2_window: u32,
-    /// HTTP/2 max frame size (PBS: 4 MiB).
+    /// HTTP/2 max frame size the server announces (PBS: 4 MiB). The default is HTTP/2's largest,
+    /// so a whole chunk (up to 16 MiB plus its header) arrives in one frame and is passed on
+    /// without being copied out of the read buffer.
     pub h2_max_frame: u32,
     /// Seconds a TLS handshake may take.
     pub tls_handshake_timeout_secs: u64,
@@ -154,7 +156,7 @@ impl Default for LimitsConfig {
             max_sessions: 512,
             max_streams: 256,
             h2_window: 32 * 1024 * 1024,
-            h2_max_frame: 4 * 1024 * 1024,
+            h2_max_frame: 0xff_ffff,
             tls_handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
             max_inflight_bytes: 512 * 1024 * 1024,

@@ -68,6 +68,35 @@ async fn chunk_uploads_are_verified() {
     abandon_and_check(&server, s, "chunks", T0, true).await;
 }
 
+/// Large chunk bodies take two paths: kept as the one HTTP/2 frame they came in, or joined from
+/// many frames (a server announcing the smallest frame size). Both store the exact bytes with
+/// the CRC recomputed, and both hold uploads to their announced size.
+#[tokio::test]
+async fn large_chunk_bodies_in_one_frame_or_many() {
+    for max_frame in [16_384, chunkyard::config::LimitsConfig::default().h2_max_frame] {
+        let server = TestServer::start_with(|c| c.limits.h2_max_frame = max_frame);
+        std::fs::create_dir_all(server.store_path().join(".chunks")).unwrap();
+        let s = session(&server, "frames", T0).await;
+        let wid = s.create_dynamic_index("a.didx").await.unwrap();
+        let (digest, raw) = chunk(&data(300_000, 7));
+        assert!(raw.len() > 200_000, "test data must stay large when encoded");
+        let q = |enc: usize| format!("digest={}&encoded-size={enc}&size=300000&wid={wid}", digest.to_hex());
+        assert_refused(raw_post(&s, "/dynamic_chunk", &q(raw.len() + 1), raw.clone()).await, BAD, "uploaded chunk has unexpected size.");
+        assert_refused(raw_post(&s, "/dynamic_chunk", &q(raw.len() - 1), raw.clone()).await, BAD, "uploaded chunk is larger than announced.");
+        let mut bad_crc = raw.to_vec();
+        bad_crc[9] ^= 0x5a;
+        s.upload_chunk(IndexKind::Dynamic, wid, &digest, 300_000, bad_crc.into()).await.unwrap();
+        let path = server.store_path().join(".chunks").join(digest.prefix_dir()).join(digest.to_hex());
+        assert_eq!(std::fs::read(&path).unwrap(), raw, "max frame {max_frame}: stored bytes differ");
+        // A correct CRC arrives untouched too.
+        let (digest2, raw2) = chunk(&data(250_000, 8));
+        s.upload_chunk(IndexKind::Dynamic, wid, &digest2, 250_000, raw2.clone()).await.unwrap();
+        let path2 = server.store_path().join(".chunks").join(digest2.prefix_dir()).join(digest2.to_hex());
+        assert_eq!(std::fs::read(&path2).unwrap(), raw2, "max frame {max_frame}: stored bytes differ");
+        abandon_and_check(&server, s, "frames", T0, true).await;
+    }
+}
+
 #[tokio::test]
 async fn blobs_need_a_correct_crc_and_length() {
     let server = server();

@@ -8,8 +8,9 @@
 //! [`InflightBytes`]; both are held until the chunk is stored. The connection's receive window
 //! starts at [`BASE_WINDOW`] and is opened by each share while its body is read, so bytes with
 //! no share stay with the client (HTTP/2 flow control) instead of in h2's buffers: memory held
-//! for bodies is at most the in-flight bound plus `BASE_WINDOW` per session. The body is read
-//! once into one buffer of the announced size and passed on by ownership.
+//! for bodies is at most the in-flight bound plus `BASE_WINDOW` per session. The body is passed
+//! on by ownership: as the HTTP/2 frame it arrived in when it came in one, else joined once into
+//! a buffer of the announced size.
 //!
 //! Limit of this scheme: the window a share opens is the connection's, not its stream's, so a
 //! client that sends another stream's bytes first makes the stream holding the share wait for
@@ -144,22 +145,44 @@ enum SizedBody {
     Broken(h2::Error),
 }
 
-/// Reads exactly `expected` bytes into one buffer, releasing flow control as it goes; stops
-/// as soon as more arrives.
+/// Bodies at least this long are kept as the HTTP/2 frame they arrived in (no copy). A frame
+/// this large has an allocation of its own in h2's read buffer, so holding it pins nothing
+/// else; smaller frames can share one with their neighbours and are copied out.
+const KEEP_FRAME_MIN: usize = 64 * 1024;
+
+/// Reads exactly `expected` bytes, releasing flow control as it goes; stops as soon as more
+/// arrives. A body that came in one large frame is passed on as that frame (the server's
+/// frame limit lets a whole chunk fit one); otherwise the frames are joined into one buffer.
 async fn read_sized(body: &mut h2::RecvStream, expected: usize) -> Result<Bytes, SizedBody> {
-    let mut buf = BytesMut::with_capacity(expected);
+    let mut whole: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut len = 0usize;
     while let Some(data) = body.data().await {
         let data = data.map_err(SizedBody::Broken)?;
         let _ = body.flow_control().release_capacity(data.len());
-        if buf.len() + data.len() > expected {
-            return Err(SizedBody::Larger((buf.len() + data.len()) as u64));
+        len += data.len();
+        if len > expected {
+            return Err(SizedBody::Larger(len as u64));
         }
-        buf.extend_from_slice(&data);
+        if data.is_empty() {
+            continue;
+        }
+        if whole.is_none() && joined.is_empty() && expected >= KEEP_FRAME_MIN {
+            whole = Some(data);
+            continue;
+        }
+        if joined.capacity() == 0 {
+            joined.reserve(expected);
+        }
+        if let Some(first) = whole.take() {
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&data);
     }
-    if buf.len() != expected {
-        return Err(SizedBody::Shorter(buf.len() as u64));
+    if len != expected {
+        return Err(SizedBody::Shorter(len as u64));
     }
-    Ok(buf.freeze())
+    Ok(whole.unwrap_or_else(|| joined.freeze()))
 }
 
 /// Reads and drops the rest of a body, counting it.
