@@ -32,14 +32,17 @@ pub struct Serve {
     pub metrics: std::net::SocketAddr,
     pub client: HttpClient,
     output: Arc<Mutex<Vec<String>>>,
+    /// The threads copying stdout/stderr into `output`; joined once the process has ended, so
+    /// its last words (the failpoint's line) are in `output` before anyone reads it.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(r: impl Read + Send + 'static, out: Arc<Mutex<Vec<String>>>) {
+fn collect(r: impl Read + Send + 'static, out: Arc<Mutex<Vec<String>>>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             out.lock().unwrap().push(line);
         }
-    });
+    })
 }
 
 impl Serve {
@@ -59,8 +62,10 @@ impl Serve {
         }
         let mut child = cmd.spawn().expect("spawn chunkyard serve");
         let output = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), Arc::clone(&output));
-        collect(child.stderr.take().unwrap(), Arc::clone(&output));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), Arc::clone(&output)),
+            collect(child.stderr.take().unwrap(), Arc::clone(&output)),
+        ];
         let deadline = Instant::now() + Duration::from_secs(60);
         let (addr, metrics, fingerprint) = loop {
             let found = {
@@ -90,7 +95,7 @@ impl Serve {
             secret: token["value"].as_str().unwrap().into(),
         })
         .unwrap();
-        Serve { child, addr, metrics, client, output }
+        Serve { child, addr, metrics, client, output, readers }
     }
 
     /// Waits up to `limit` for the process to end (without blocking the runtime, whose tasks
@@ -99,6 +104,8 @@ impl Serve {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The pipes reach end-of-file now that their only writer is gone.
+                self.readers.drain(..).for_each(|r| r.join().expect("output reader"));
                 return Some(status);
             }
             if Instant::now() >= deadline {
