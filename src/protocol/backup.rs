@@ -6,11 +6,12 @@
 //! Backpressure: a chunk or blob body is read only after its `encoded-size` has been taken from
 //! the session's budget (sized to the HTTP/2 stream window) and from the server's
 //! [`InflightBytes`]; both are held until the chunk is stored. The connection's receive window
-//! starts at [`BASE_WINDOW`] and is opened by each share while its body is read, so bytes with
-//! no share stay with the client (HTTP/2 flow control) instead of in h2's buffers: memory held
-//! for bodies is at most the in-flight bound plus `BASE_WINDOW` per session. The body is passed
-//! on by ownership: as the HTTP/2 frame it arrived in when it came in one, else joined once into
-//! a buffer of the announced size.
+//! starts at [`BASE_WINDOW`] and is opened by each share, and closed again byte for byte as
+//! that body is read (reading never hands out new credit), so bytes with no share stay with
+//! the client (HTTP/2 flow control) instead of in h2's buffers: memory held for bodies is at
+//! most the in-flight bound plus `BASE_WINDOW` per session. The body is passed on by
+//! ownership: as the HTTP/2 frame it arrived in when it came in one, else joined once into a
+//! buffer of the announced size.
 //!
 //! Limit of this scheme: the window a share opens is the connection's, not its stream's, so a
 //! client that sends another stream's bytes first makes the stream holding the share wait for
@@ -36,7 +37,7 @@ use crate::format::{ArchiveKind, Authid};
 use crate::metrics::{self as m, Stage};
 use crate::protocol::ApiError;
 use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
-use crate::protocol::h2::{BodyError, ConnWindow, Reply, ReplyResult, parse_query, read_body, serve_steered};
+use crate::protocol::h2::{BodyError, ConnWindow, OpenWindow, Reply, ReplyResult, parse_query, read_body, serve_steered};
 use crate::protocol::inflight::{InflightBytes, Reservation};
 use crate::store::BackupTxn;
 
@@ -150,16 +151,18 @@ enum SizedBody {
 /// else; smaller frames can share one with their neighbours and are copied out.
 const KEEP_FRAME_MIN: usize = 64 * 1024;
 
-/// Reads exactly `expected` bytes, releasing flow control as it goes; stops as soon as more
-/// arrives. A body that came in one large frame is passed on as that frame (the server's
-/// frame limit lets a whole chunk fit one); otherwise the frames are joined into one buffer.
-async fn read_sized(body: &mut h2::RecvStream, expected: usize) -> Result<Bytes, SizedBody> {
+/// Reads exactly `expected` bytes, releasing flow control as it goes and closing the window
+/// the body's share opened by as much; stops as soon as more arrives. A body that came in one
+/// large frame is passed on as that frame (the server's frame limit lets a whole chunk fit
+/// one); otherwise the frames are joined into one buffer.
+async fn read_sized(body: &mut h2::RecvStream, expected: usize, open: &mut OpenWindow<'_>) -> Result<Bytes, SizedBody> {
     let mut whole: Option<Bytes> = None;
     let mut joined = BytesMut::new();
     let mut len = 0usize;
     while let Some(data) = body.data().await {
         let data = data.map_err(SizedBody::Broken)?;
         let _ = body.flow_control().release_capacity(data.len());
+        open.consume(data.len());
         len += data.len();
         if len > expected {
             return Err(SizedBody::Larger(len as u64));
@@ -318,8 +321,8 @@ impl Router {
 
     /// Reads a body of `expected` bytes with the connection window opened by its share.
     async fn read_shared(&self, shares: &Shares, body: &mut h2::RecvStream, expected: u64) -> Result<Bytes, SizedBody> {
-        let _open = self.window.open(shares.server.bytes());
-        read_sized(body, expected as usize).await
+        let mut open = self.window.open(shares.server.bytes());
+        read_sized(body, expected as usize, &mut open).await
     }
 
     async fn upload_blob(&self, p: Params, body: &mut h2::RecvStream) -> ReplyResult {

@@ -52,7 +52,8 @@ pub struct ConnWindow {
     changed: tokio::sync::Notify,
 }
 
-/// Window opened by [`ConnWindow::open`]; closed again when dropped.
+/// Window opened by [`ConnWindow::open`]: [`OpenWindow::consume`] closes it as its bytes are
+/// read, the rest is closed when it is dropped.
 #[derive(Debug)]
 pub struct OpenWindow<'a> {
     window: &'a ConnWindow,
@@ -88,10 +89,24 @@ impl ConnWindow {
     }
 }
 
+impl OpenWindow<'_> {
+    /// `n` bytes of the opened window arrived and were read. Closing it by as much as h2 just
+    /// got back keeps the peer's credit where it was: a read never turns into room for bytes
+    /// that have no share (otherwise a client could re-send a whole share's worth right after).
+    pub fn consume(&mut self, n: usize) {
+        let n = (n as u64).min(u64::from(self.bytes)) as u32;
+        if n > 0 {
+            self.bytes -= n;
+            let w = self.window;
+            w.set(w.target.get().saturating_sub(n).max(MIN_WINDOW));
+        }
+    }
+}
+
 impl Drop for OpenWindow<'_> {
     fn drop(&mut self) {
-        let w = self.window;
-        w.set(w.target.get().saturating_sub(self.bytes).max(MIN_WINDOW));
+        let n = self.bytes as usize;
+        self.consume(n);
     }
 }
 
