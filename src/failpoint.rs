@@ -102,13 +102,19 @@ pub fn init_from_env() -> Result<(), String> {
     result
 }
 
-/// Passes unless a rule for `point` (and `context`) says this call dies or fails.
+/// Whether any rule is installed; lets a caller skip building contexts when none is.
 #[inline]
-pub fn check(point: &str, context: &str) -> io::Result<()> {
+pub fn armed() -> bool {
     if FROM_ENV.get().is_none() {
         let _ = init_from_env();
     }
-    if !ACTIVE.load(Ordering::Relaxed) {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Passes unless a rule for `point` (and `context`) says this call dies or fails.
+#[inline]
+pub fn check(point: &str, context: &str) -> io::Result<()> {
+    if !armed() {
         return Ok(());
     }
     fire(point, context)

@@ -129,13 +129,7 @@ impl UringWriter {
         }
 
         // Failpoint: data written, not yet synced (a test's ENOSPC lands here, as a real one would).
-        for i in 0..n {
-            if status[i].is_ok() && fds[i].is_some() {
-                if let Err(e) = failpoint::check("chunk.write", &name_of(items[i].dest)) {
-                    status[i] = Err(e);
-                }
-            }
-        }
+        strike("chunk.write", items, &mut status);
 
         // 3. fsync the files (policy `file`)
         if fsync {
@@ -158,13 +152,7 @@ impl UringWriter {
         }
 
         // 5. rename into place
-        for i in 0..n {
-            if status[i].is_ok() {
-                if let Err(e) = failpoint::check("chunk.rename", &name_of(items[i].dest)) {
-                    status[i] = Err(e);
-                }
-            }
-        }
+        strike("chunk.rename", items, &mut status);
         let ok: Vec<usize> = (0..n).filter(|&i| status[i].is_ok()).collect();
         let renames = ok.iter().map(|&i| opcode::RenameAt::new(cwd, tmps[i].as_ptr(), cwd, dests[i].as_ptr()).build()).collect();
         for (&i, r) in ok.iter().zip(self.run(renames)?) {
@@ -212,19 +200,23 @@ impl UringWriter {
                 }
             }
         }
-        for i in 0..n {
-            if status[i].is_ok() {
-                if let Err(e) = failpoint::check("chunk.stored", &name_of(items[i].dest)) {
-                    status[i] = Err(e);
-                }
-            }
-        }
+        strike("chunk.stored", items, &mut status);
         Ok(status)
     }
 }
 
-fn name_of(path: &Path) -> std::borrow::Cow<'_, str> {
-    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+/// Runs failpoint `point` for every item still on track (context: the chunk's file name), so a
+/// test can fail or kill the batch at that phase. Costs nothing when no failpoint is armed.
+fn strike(point: &str, items: &[WriteItem<'_>], status: &mut [io::Result<()>]) {
+    if !failpoint::armed() {
+        return;
+    }
+    for (item, st) in items.iter().zip(status.iter_mut()).filter(|(_, st)| st.is_ok()) {
+        let name = item.dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        if let Err(e) = failpoint::check(point, &name) {
+            *st = Err(e);
+        }
+    }
 }
 
 #[cfg(test)]
