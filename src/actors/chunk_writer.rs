@@ -19,6 +19,7 @@ use crate::config::PipelineConfig;
 use crate::format::Digest;
 use crate::metrics::{self as m, Stage};
 use crate::store::{Datastore, InsertOutcome, InsertPlan, StoreError};
+use crate::store::backup::client_io;
 
 /// Put this verified chunk (final bytes, CRC already fixed) into `store`'s chunk store.
 #[derive(Debug)]
@@ -185,14 +186,7 @@ impl ChunkWriter {
 fn finish_job(job: Job, result: Result<Stored, StoreError>, method: WriteMethod) {
     // One text for both write methods, naming the chunk rather than a temp path the client
     // never saw; the log keeps the path and the step that failed.
-    let result = result.map_err(|e| match e {
-        StoreError::Io { context, source } => {
-            let digest = job.msg.digest;
-            tracing::warn!(%digest, method = method.label(), "chunk write failed: {context}: {source}");
-            StoreError::Io { context: format!("storing chunk {digest} failed"), source }
-        }
-        other => other,
-    });
+    let result = result.map_err(|e| client_io(e, format!("storing chunk {} failed", job.msg.digest)));
     if let Ok(stored) = &result {
         let len = job.msg.blob.len() as u64;
         if stored.new {

@@ -180,7 +180,7 @@ impl BackupTxn {
 
 /// Rewords a disk error for the client: `what` failed, then the OS error. The temp path and
 /// step the store's text names mean nothing to a client, so they go to the log instead.
-fn client_io(e: StoreError, what: String) -> StoreError {
+pub(crate) fn client_io(e: StoreError, what: String) -> StoreError {
     match e {
         StoreError::Io { context, source } => {
             tracing::warn!("{what}: {context}: {source}");
