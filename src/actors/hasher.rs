@@ -61,12 +61,12 @@ impl Handler<VerifyChunk> for Hasher {
 /// (formats.md 2.6), but it is normally right: then the buffer is passed on untouched, which
 /// matters because it may be the shared HTTP/2 frame it arrived in.
 fn with_true_crc(raw: Bytes) -> Result<Bytes, BlobError> {
-    let crc = blob::compute_crc(&raw)?;
-    if blob::stored_crc(&raw)? == crc {
-        return Ok(raw);
+    match blob::check_crc(&raw) {
+        Err(BlobError::WrongCrc) => {}
+        checked => return checked.map(|_| raw),
     }
     let mut raw = raw.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    raw[8..12].copy_from_slice(&crc.to_le_bytes());
+    blob::set_crc(&mut raw)?;
     Ok(raw.freeze())
 }
 
