@@ -24,7 +24,6 @@ use crate::protocol::ApiError;
 pub struct InflightBytes {
     permits: Arc<Semaphore>,
     limit: u64,
-    held: AtomicU64,
     peak: AtomicU64,
     waits: AtomicU64,
 }
@@ -32,7 +31,6 @@ pub struct InflightBytes {
 /// A share of the pool; given back when dropped.
 #[derive(Debug)]
 pub struct Reservation {
-    pool: Arc<InflightBytes>,
     bytes: u64,
     _permit: OwnedSemaphorePermit,
 }
@@ -45,14 +43,13 @@ impl InflightBytes {
         Arc::new(InflightBytes {
             permits: Arc::new(Semaphore::new(limit as usize)),
             limit,
-            held: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             waits: AtomicU64::new(0),
         })
     }
 
     /// Waits for `bytes` of the pool, capped at the whole pool.
-    pub async fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, ApiError> {
+    pub async fn reserve(&self, bytes: u64) -> Result<Reservation, ApiError> {
         let n = bytes.clamp(1, self.limit.min(u64::from(u32::MAX))) as u32;
         let permit = match Arc::clone(&self.permits).try_acquire_many_owned(n) {
             Ok(p) => p,
@@ -66,10 +63,9 @@ impl InflightBytes {
             }
         };
         let bytes = u64::from(n);
-        let held = self.held.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.peak.fetch_max(held, Ordering::Relaxed);
+        self.peak.fetch_max(self.held(), Ordering::Relaxed);
         metrics::gauge!(m::INFLIGHT).increment(bytes as f64);
-        Ok(Reservation { pool: Arc::clone(self), bytes, _permit: permit })
+        Ok(Reservation { bytes, _permit: permit })
     }
 
     /// The configured bound.
@@ -79,7 +75,7 @@ impl InflightBytes {
 
     /// Bytes reserved now.
     pub fn held(&self) -> u64 {
-        self.held.load(Ordering::Relaxed)
+        self.limit - self.permits.available_permits() as u64
     }
 
     /// The most bytes ever reserved at once.
@@ -102,7 +98,6 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.pool.held.fetch_sub(self.bytes, Ordering::Relaxed);
         metrics::gauge!(m::INFLIGHT).decrement(self.bytes as f64);
     }
 }
