@@ -67,17 +67,15 @@ impl SecretCache {
             })
             .await
             .copied();
-        {
-            let mut running = self.running.lock().expect("check lock");
-            if running.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                running.remove(&key);
-            }
+        // Remembered before the running check is dropped, so no request in between runs it again.
+        if let Ok(true) = result {
+            self.verified.lock().expect("cache lock").insert(authid.to_owned(), digest);
         }
-        if result? {
-            self.verified.lock().expect("cache lock").insert(key.0, digest);
-            return Ok(true);
+        let mut running = self.running.lock().expect("check lock");
+        if running.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            running.remove(&key);
         }
-        Ok(false)
+        result
     }
 
     /// Checks in progress and argon2 runs so far (for tests: the table must not grow).
