@@ -13,7 +13,9 @@ use std::hint::black_box;
 
 use chunkyard::format::dynamic_index::{DynamicEntry, DynamicIndex};
 use chunkyard::format::manifest::{CryptMode, FileEntry, Manifest};
-use chunkyard::format::{BackupId, BackupTime, BackupType, DatastoreName, Digest, GroupRef, Namespace, SnapshotRef, blob};
+use chunkyard::format::{
+    BackupId, BackupTime, BackupType, DatastoreName, Digest, GroupRef, Namespace, SnapshotRef, blob,
+};
 use chunkyard::store::Datastore;
 use chunkyard::store::gc::GcOptions;
 use chunkyard::store::verify::VerifyCache;
@@ -37,7 +39,8 @@ fn fixture(n: usize, size: usize) -> Fixture {
     std::fs::create_dir(dir.path().join(".chunks")).unwrap();
     let ds = Datastore::open(DatastoreName::parse("bench").unwrap(), dir.path()).unwrap();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let (mut entries, mut chunks, mut end, mut encoded_bytes) = (Vec::with_capacity(n), Vec::with_capacity(n), 0u64, 0u64);
+    let (mut entries, mut chunks, mut end, mut encoded_bytes) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), 0u64, 0u64);
     let mut data = vec![0u8; size];
     for _ in 0..n {
         for b in data.iter_mut() {
@@ -64,7 +67,12 @@ fn fixture(n: usize, size: usize) -> Fixture {
         backup_type: "host".into(),
         backup_id: "bench".into(),
         backup_time: 1_718_000_000,
-        files: vec![FileEntry { filename: "data.didx".into(), crypt_mode: CryptMode::None, size: end, csum: hex::encode(idx.csum()) }],
+        files: vec![FileEntry {
+            filename: "data.didx".into(),
+            crypt_mode: CryptMode::None,
+            size: end,
+            csum: hex::encode(idx.csum()),
+        }],
         unprotected: Default::default(),
         signature: None,
     };

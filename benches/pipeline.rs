@@ -73,7 +73,9 @@ async fn backup(server: &TestServer, time: i64, chunks: &[(Digest, u64, Bytes)])
     let wid = s.create_fixed_index("disk.img.fidx", size, None).await.unwrap();
     // 7 uploads in flight, like the real client.
     let uploads = chunks.iter().map(|(d, len, raw)| s.upload_chunk(IndexKind::Fixed, wid, d, *len, raw.clone()));
-    let results: Vec<_> = futures_util::StreamExt::collect(futures_util::StreamExt::buffered(futures_util::stream::iter(uploads), 7)).await;
+    let results: Vec<_> =
+        futures_util::StreamExt::collect(futures_util::StreamExt::buffered(futures_util::stream::iter(uploads), 7))
+            .await;
     for r in results {
         r.unwrap();
     }
@@ -82,7 +84,14 @@ async fn backup(server: &TestServer, time: i64, chunks: &[(Digest, u64, Bytes)])
     s.append(IndexKind::Fixed, wid, &digests, &offsets).await.unwrap();
     let csum = FixedIndex { uuid: [0; 16], ctime: 0, size, chunk_size: FIXED_CHUNK_SIZE, digests }.csum();
     s.close(IndexKind::Fixed, wid, chunks.len() as u64, size, &csum).await.unwrap();
-    let m = Manifest { backup_type: "host".into(), backup_id: "bench".into(), backup_time: time, files: vec![], unprotected: Default::default(), signature: None };
+    let m = Manifest {
+        backup_type: "host".into(),
+        backup_id: "bench".into(),
+        backup_time: time,
+        files: vec![],
+        unprotected: Default::default(),
+        signature: None,
+    };
     s.upload_blob("index.json.blob", Bytes::from(m.to_blob())).await.unwrap();
     s.finish().await.unwrap();
     start.elapsed()

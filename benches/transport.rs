@@ -53,7 +53,8 @@ fn start_server() -> (std::net::SocketAddr, String, tempfile::TempDir) {
 fn bench(c: &mut Criterion) {
     let (addr, fingerprint, _dir) = start_server();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let client = HttpClient::new(ClientConfig { addr, fingerprint, authid: "a@pbs!t".into(), secret: String::new() }).unwrap();
+    let client =
+        HttpClient::new(ClientConfig { addr, fingerprint, authid: "a@pbs!t".into(), secret: String::new() }).unwrap();
     let conn = rt.block_on(async {
         let tls = client.connect_tls().await.unwrap();
         let (send, task) = chunkyard::client::session::h2_handshake(tls).await.unwrap();

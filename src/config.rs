@@ -9,8 +9,8 @@ mod load;
 mod registry;
 mod validate;
 
-pub use load::{env_names, load, load_with, Overrides, RESERVED_ENV};
-pub use registry::{add as register_datastore, read as read_registry, registry_path, REGISTRY_FILE};
+pub use load::{Overrides, RESERVED_ENV, env_names, load, load_with};
+pub use registry::{REGISTRY_FILE, add as register_datastore, read as read_registry, registry_path};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

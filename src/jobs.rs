@@ -57,7 +57,9 @@ fn node_name() -> String {
 fn process_start() -> u64 {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(19)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(19)).and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -72,7 +74,8 @@ pub fn gc(store: &Datastore, opts: &GcOptions, log: Log) -> Result<GcStatus> {
     let result = store.garbage_collect(opts);
     observe(JOB_GC, started);
     let status = result?;
-    let scanned = status.disk_chunks + status.removed_chunks + status.pending_chunks + status.removed_bad + status.still_bad;
+    let scanned =
+        status.disk_chunks + status.removed_chunks + status.pending_chunks + status.removed_bad + status.still_bad;
     metrics::counter!(metrics::JOB_CHUNKS, metrics::LABEL_JOB => JOB_GC).increment(scanned);
     metrics::counter!(metrics::JOB_REMOVED_BYTES, metrics::LABEL_JOB => JOB_GC).increment(status.removed_bytes);
     log(format!("Index files: {}, referenced data: {} bytes", status.index_file_count, status.index_data_bytes));
@@ -178,7 +181,8 @@ pub fn verify(store: &Datastore, sel: &VerifySelection, upid: &str, log: Log) ->
     let result = verify_inner(store, sel, upid, log);
     observe(JOB_VERIFY, started);
     let report = result?;
-    metrics::counter!(metrics::JOB_CHUNKS, metrics::LABEL_JOB => JOB_VERIFY).increment(report.chunks_ok + report.chunks_corrupt);
+    metrics::counter!(metrics::JOB_CHUNKS, metrics::LABEL_JOB => JOB_VERIFY)
+        .increment(report.chunks_ok + report.chunks_corrupt);
     metrics::counter!(metrics::JOB_CORRUPT_CHUNKS, metrics::LABEL_JOB => JOB_VERIFY).increment(report.chunks_corrupt);
     Ok(report)
 }

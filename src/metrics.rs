@@ -14,10 +14,10 @@
 
 mod endpoint;
 
-pub use endpoint::{install, install_for_config, render, MetricsEndpoint, MetricsError};
 /// The recording macros, re-exported so `use chunkyard::metrics;` + `metrics::counter!(...)`
 /// works whichever `metrics` (this module or the crate) a path resolves to.
 pub use ::metrics::{counter, gauge, histogram};
+pub use endpoint::{MetricsEndpoint, MetricsError, install, install_for_config, render};
 
 use std::time::{Duration, Instant};
 
@@ -208,21 +208,19 @@ pub struct MetricDef {
 
 /// Latencies from 10 µs (an in-memory dedup hit) to 10 s (an fsync on a busy disk).
 pub const STAGE_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Request latencies from 100 µs to 1 min (finish of a large snapshot).
 pub const REQUEST_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 /// Maintenance jobs take from milliseconds (an empty store) to hours (verify of terabytes).
 pub const JOB_BUCKETS: &[f64] = &[0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 10800.0, 43200.0];
 /// Chunk sizes, powers of two from 1 KiB to 16 MiB (PBS chunks are at most 16 MiB).
-pub const CHUNK_SIZE_BUCKETS: &[f64] = &[
-    1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 524288.0, 1048576.0, 2097152.0, 4194304.0,
-    8388608.0, 16777216.0,
-];
+pub const CHUNK_SIZE_BUCKETS: &[f64] =
+    &[1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 524288.0, 1048576.0, 2097152.0, 4194304.0, 8388608.0, 16777216.0];
 
 const fn def(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> MetricDef {
     MetricDef { name, kind, unit, help, buckets: &[] }
@@ -237,7 +235,12 @@ use Unit::{Bytes, Count, Seconds};
 /// Every metric chunkyard exports.
 pub const CATALOGUE: &[MetricDef] = &[
     def(STAGE_QUEUE_DEPTH, Gauge, Count, "Messages queued in front of or inside an ingest pipeline stage."),
-    hist(STAGE_DURATION, Seconds, "Time one message spends being processed by an ingest pipeline stage.", STAGE_BUCKETS),
+    hist(
+        STAGE_DURATION,
+        Seconds,
+        "Time one message spends being processed by an ingest pipeline stage.",
+        STAGE_BUCKETS,
+    ),
     def(CHUNKS_UPLOADED, Counter, Count, "Chunks received through upload_chunk."),
     def(CHUNKS_WRITTEN, Counter, Count, "Uploaded chunks that became a new chunk file."),
     def(CHUNKS_DEDUPLICATED, Counter, Count, "Uploaded chunks not written because the chunk store already had them."),
@@ -245,10 +248,20 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(BYTES_ORIGINAL, Counter, Bytes, "Plain (decoded) size of uploaded chunks."),
     def(BYTES_ENCODED, Counter, Bytes, "Size of uploaded chunks as received (encoded blobs)."),
     def(BYTES_WRITTEN, Counter, Bytes, "Bytes of new chunk files written to disk."),
-    def(BYTES_DEDUPLICATED, Counter, Bytes, "Encoded size of uploaded chunks not written because they were already stored."),
+    def(
+        BYTES_DEDUPLICATED,
+        Counter,
+        Bytes,
+        "Encoded size of uploaded chunks not written because they were already stored.",
+    ),
     hist(CHUNK_SIZE, Bytes, "Encoded size of each uploaded chunk.", CHUNK_SIZE_BUCKETS),
     def(CHUNK_WRITES, Counter, Count, "Chunk file writes by I/O method (io_uring or fallback)."),
-    def(INFLIGHT, Gauge, Bytes, "Chunk and blob bytes backup sessions hold now, between reading the body and storing it."),
+    def(
+        INFLIGHT,
+        Gauge,
+        Bytes,
+        "Chunk and blob bytes backup sessions hold now, between reading the body and storing it.",
+    ),
     def(INFLIGHT_LIMIT, Gauge, Bytes, "Bound on chunkyard_inflight_bytes (limits.max-inflight-bytes)."),
     def(INFLIGHT_WAITS, Counter, Count, "Chunk and blob uploads that waited for a share of the in-flight byte bound."),
     def(SESSIONS_ACTIVE, Gauge, Count, "Backup and reader sessions open now."),
@@ -259,15 +272,30 @@ pub const CATALOGUE: &[MetricDef] = &[
     def(TLS_HANDSHAKES, Counter, Count, "TLS handshakes completed."),
     def(TLS_HANDSHAKE_FAILURES, Counter, Count, "TLS handshakes that failed or timed out, by reason."),
     def(DATASTORE_USED, Gauge, Bytes, "Bytes used on the file system holding a datastore."),
-    def(DATASTORE_AVAILABLE, Gauge, Bytes, "Bytes available to unprivileged writers on the file system holding a datastore."),
+    def(
+        DATASTORE_AVAILABLE,
+        Gauge,
+        Bytes,
+        "Bytes available to unprivileged writers on the file system holding a datastore.",
+    ),
     def(DATASTORE_SIZE, Gauge, Bytes, "Total size of the file system holding a datastore."),
     def(BUILD_INFO, Gauge, Count, "Always 1; the version label names the running build."),
     hist(JOB_DURATION, Seconds, "Duration of one maintenance job run, by job (gc, verify, prune).", JOB_BUCKETS),
-    def(JOB_CHUNKS, Counter, Count, "Chunks a maintenance job processed (gc: chunk files swept, verify: chunks checked)."),
+    def(
+        JOB_CHUNKS,
+        Counter,
+        Count,
+        "Chunks a maintenance job processed (gc: chunk files swept, verify: chunks checked).",
+    ),
     def(JOB_REMOVED_BYTES, Counter, Bytes, "Bytes of chunk files removed by garbage collection."),
     def(JOB_CORRUPT_CHUNKS, Counter, Count, "Chunks verify found corrupt or missing."),
     def(JOB_SNAPSHOTS_REMOVED, Counter, Count, "Snapshots removed by prune."),
-    def(LEFTOVERS_REMOVED, Counter, Count, "Crash leftovers removed: abandoned snapshots, groups and temp files at start-up, stale chunk temp files by GC."),
+    def(
+        LEFTOVERS_REMOVED,
+        Counter,
+        Count,
+        "Crash leftovers removed: abandoned snapshots, groups and temp files at start-up, stale chunk temp files by GC.",
+    ),
 ];
 
 /// Registers help texts and units with the current recorder.

@@ -10,11 +10,11 @@ use std::path::Path;
 use backup_support::*;
 use bytes::Bytes;
 use chunkyard::client::{BackupOptions, BackupParams};
+use chunkyard::format::Digest;
 use chunkyard::format::blob;
 use chunkyard::format::dynamic_index::DynamicIndex;
 use chunkyard::format::fixed_index::FixedIndex;
 use chunkyard::format::manifest::Manifest;
-use chunkyard::format::Digest;
 use chunkyard::server::testing::TestServer;
 
 fn read_chunk(store: &Path, digest: &Digest) -> Vec<u8> {
@@ -134,9 +134,21 @@ async fn a_second_upload_of_a_stored_chunk_counts_as_duplicate() {
         let wid = s.create_dynamic_index("a.didx").await.unwrap();
         s.upload_chunk(chunkyard::client::IndexKind::Dynamic, wid, &digest, 100_000, raw.clone()).await.unwrap();
         s.append(chunkyard::client::IndexKind::Dynamic, wid, &[digest], &[0]).await.unwrap();
-        let csum = DynamicIndex { uuid: [0; 16], ctime: 0, entries: vec![chunkyard::format::dynamic_index::DynamicEntry { end: 100_000, digest }] }.csum();
+        let csum = DynamicIndex {
+            uuid: [0; 16],
+            ctime: 0,
+            entries: vec![chunkyard::format::dynamic_index::DynamicEntry { end: 100_000, digest }],
+        }
+        .csum();
         s.close(chunkyard::client::IndexKind::Dynamic, wid, 1, 100_000, &csum).await.unwrap();
-        let m = Manifest { backup_type: "host".into(), backup_id: id.into(), backup_time: T0, files: vec![], unprotected: Default::default(), signature: None };
+        let m = Manifest {
+            backup_type: "host".into(),
+            backup_id: id.into(),
+            backup_time: T0,
+            files: vec![],
+            unprotected: Default::default(),
+            signature: None,
+        };
         s.upload_blob("index.json.blob", Bytes::from(m.to_blob())).await.unwrap();
         s.finish().await.unwrap();
         drop(s);
@@ -161,7 +173,11 @@ async fn reuse_csum_clones_the_previous_fixed_index() {
     let server = server();
     let image = Bytes::from(data(2 * 4 * 1024 * 1024, 5));
     let s = session(&server, "vm", T0).await;
-    assert_refused(s.create_fixed_index("disk.img.fidx", image.len() as u64, Some("00")).await, http::StatusCode::BAD_REQUEST, "cannot reuse index - no valid previous backup exists");
+    assert_refused(
+        s.create_fixed_index("disk.img.fidx", image.len() as u64, Some("00")).await,
+        http::StatusCode::BAD_REQUEST,
+        "cannot reuse index - no valid previous backup exists",
+    );
     let mut up = s.uploader(BackupOptions::default()).await.unwrap();
     let first = up.fixed("disk.img.fidx", image.clone()).await.unwrap();
     up.finish().await.unwrap();
@@ -173,9 +189,16 @@ async fn reuse_csum_clones_the_previous_fixed_index() {
     assert_refused(
         s.create_fixed_index("disk.img.fidx", size, Some(&"ab".repeat(32))).await,
         http::StatusCode::BAD_REQUEST,
-        &format!("expected csum ({}) doesn't match last backup's ({csum}), cannot do incremental backup", "ab".repeat(32)),
+        &format!(
+            "expected csum ({}) doesn't match last backup's ({csum}), cannot do incremental backup",
+            "ab".repeat(32)
+        ),
     );
-    assert_refused(s.create_fixed_index("other.img.fidx", size, Some(&csum)).await, http::StatusCode::BAD_REQUEST, "cannot reuse index - no previous backup exists for archive");
+    assert_refused(
+        s.create_fixed_index("other.img.fidx", size, Some(&csum)).await,
+        http::StatusCode::BAD_REQUEST,
+        "cannot reuse index - no previous backup exists for archive",
+    );
     let wid = s.create_fixed_index("disk.img.fidx", size, Some(&csum)).await.unwrap();
     // Only the second chunk changes; the first is cloned from the base index.
     let mut second = image[4 * 1024 * 1024..].to_vec();
@@ -186,7 +209,14 @@ async fn reuse_csum_clones_the_previous_fixed_index() {
     let d1 = Digest::of(&image[..4 * 1024 * 1024]);
     let merged = FixedIndex { uuid: [0; 16], ctime: 0, size, chunk_size: 4 * 1024 * 1024, digests: vec![d1, d2] };
     s.close(IndexKind::Fixed, wid, 1, 0, &merged.csum()).await.unwrap();
-    let m = Manifest { backup_type: "host".into(), backup_id: "vm".into(), backup_time: T0 + 1, files: vec![], unprotected: Default::default(), signature: None };
+    let m = Manifest {
+        backup_type: "host".into(),
+        backup_id: "vm".into(),
+        backup_time: T0 + 1,
+        files: vec![],
+        unprotected: Default::default(),
+        signature: None,
+    };
     s.upload_blob("index.json.blob", Bytes::from(m.to_blob())).await.unwrap();
     s.finish().await.unwrap();
     drop(s);
@@ -202,7 +232,22 @@ async fn listing_unknown_paths_and_previous_without_base() {
     let listing = s.request(Method::GET, "/", "", Bytes::new(), "application/x-www-form-urlencoded").await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&listing.body).unwrap();
     let names: Vec<&str> = v["data"].as_array().unwrap().iter().map(|e| e["subdir"].as_str().unwrap()).collect();
-    assert_eq!(names, ["blob", "dynamic_chunk", "dynamic_close", "dynamic_index", "finish", "fixed_chunk", "fixed_close", "fixed_index", "previous", "previous_backup_time", "speedtest"]);
+    assert_eq!(
+        names,
+        [
+            "blob",
+            "dynamic_chunk",
+            "dynamic_close",
+            "dynamic_index",
+            "finish",
+            "fixed_chunk",
+            "fixed_close",
+            "fixed_index",
+            "previous",
+            "previous_backup_time",
+            "speedtest"
+        ]
+    );
     let r = s.request(Method::GET, "/nonsense", "", Bytes::new(), "application/x-www-form-urlencoded").await.unwrap();
     assert_eq!((r.status, r.text()), (StatusCode::NOT_FOUND, "Path '/nonsense' not found.".to_string()));
     assert_eq!(s.previous_backup_time().await.unwrap(), None);
@@ -219,7 +264,11 @@ async fn listing_unknown_paths_and_previous_without_base() {
     drop(s);
     let s = session(&server, "misc", T0 + 1).await;
     let base = snapshot_dir(&server, "misc", T0);
-    assert_refused(s.previous("b.conf.blob").await, StatusCode::NOT_FOUND, &format!("open file \"{}\" failed - not found", base.join("b.conf.blob").display()));
+    assert_refused(
+        s.previous("b.conf.blob").await,
+        StatusCode::NOT_FOUND,
+        &format!("open file \"{}\" failed - not found", base.join("b.conf.blob").display()),
+    );
     assert_refused_prefix(s.previous("x.didx").await, StatusCode::BAD_REQUEST, "Unable to open dynamic index");
     assert_eq!(s.previous("a.conf.blob").await.unwrap(), std::fs::read(base.join("a.conf.blob")).unwrap());
 }
@@ -233,7 +282,8 @@ async fn concurrent_sessions_share_the_pipeline() {
             let image = Bytes::from(data(3 * 1024 * 1024 + i as usize, 100 + i));
             let id = format!("par{i}");
             let s = session(server, &id, T0).await;
-            let mut up = s.uploader(BackupOptions { dynamic_avg: 128 * 1024, ..BackupOptions::default() }).await.unwrap();
+            let mut up =
+                s.uploader(BackupOptions { dynamic_avg: 128 * 1024, ..BackupOptions::default() }).await.unwrap();
             let a = up.dynamic("a.pxar.didx", image.clone()).await.unwrap();
             let b = up.fixed("b.img.fidx", image.clone()).await.unwrap();
             up.finish().await.unwrap();

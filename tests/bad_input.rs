@@ -32,22 +32,74 @@ async fn parameter_cases(s: &BackupSession, t: &mut Tally) {
     let d = zero_digest();
     // (method, path, baseline query, parameters with their kind)
     let endpoints: Vec<(Method, &str, Vec<(&str, String)>, Vec<(&str, Kind)>)> = vec![
-        (Method::POST, "/blob", vec![("file-name", "x.blob".into()), ("encoded-size", "20".into())],
-            vec![("file-name", Kind::Archive(".blob", Ext::Blob)), ("encoded-size", Kind::Int(12, 16_777_260))]),
-        (Method::POST, "/dynamic_index", vec![("archive-name", "x.didx".into())],
-            vec![("archive-name", Kind::Archive(".didx", Ext::Archive))]),
-        (Method::POST, "/fixed_index", vec![("archive-name", "x.fidx".into()), ("size", "1".into())],
-            vec![("archive-name", Kind::Archive(".fidx", Ext::Archive)), ("size", Kind::Int(1, u64::MAX))]),
-        (Method::POST, "/dynamic_chunk", chunk_query(&d),
-            vec![("wid", Kind::Int(1, 256)), ("digest", Kind::Digest), ("size", Kind::Int(1, 16_777_216)), ("encoded-size", Kind::Int(13, 16_777_260))]),
-        (Method::POST, "/fixed_chunk", chunk_query(&d),
-            vec![("wid", Kind::Int(1, 256)), ("digest", Kind::Digest), ("size", Kind::Int(1, 16_777_216)), ("encoded-size", Kind::Int(13, 16_777_260))]),
-        (Method::POST, "/dynamic_close", close_query(&d),
-            vec![("wid", Kind::Int(1, 256)), ("chunk-count", Kind::Int(1, u64::MAX)), ("size", Kind::Int(1, u64::MAX)), ("csum", Kind::Str)]),
-        (Method::POST, "/fixed_close", close_query(&d),
-            vec![("wid", Kind::Int(1, 256)), ("chunk-count", Kind::Int(0, u64::MAX)), ("size", Kind::Int(0, u64::MAX)), ("csum", Kind::Str)]),
-        (Method::GET, "/previous", vec![("archive-name", "x.didx".into())],
-            vec![("archive-name", Kind::Archive(".didx", Ext::Any))]),
+        (
+            Method::POST,
+            "/blob",
+            vec![("file-name", "x.blob".into()), ("encoded-size", "20".into())],
+            vec![("file-name", Kind::Archive(".blob", Ext::Blob)), ("encoded-size", Kind::Int(12, 16_777_260))],
+        ),
+        (
+            Method::POST,
+            "/dynamic_index",
+            vec![("archive-name", "x.didx".into())],
+            vec![("archive-name", Kind::Archive(".didx", Ext::Archive))],
+        ),
+        (
+            Method::POST,
+            "/fixed_index",
+            vec![("archive-name", "x.fidx".into()), ("size", "1".into())],
+            vec![("archive-name", Kind::Archive(".fidx", Ext::Archive)), ("size", Kind::Int(1, u64::MAX))],
+        ),
+        (
+            Method::POST,
+            "/dynamic_chunk",
+            chunk_query(&d),
+            vec![
+                ("wid", Kind::Int(1, 256)),
+                ("digest", Kind::Digest),
+                ("size", Kind::Int(1, 16_777_216)),
+                ("encoded-size", Kind::Int(13, 16_777_260)),
+            ],
+        ),
+        (
+            Method::POST,
+            "/fixed_chunk",
+            chunk_query(&d),
+            vec![
+                ("wid", Kind::Int(1, 256)),
+                ("digest", Kind::Digest),
+                ("size", Kind::Int(1, 16_777_216)),
+                ("encoded-size", Kind::Int(13, 16_777_260)),
+            ],
+        ),
+        (
+            Method::POST,
+            "/dynamic_close",
+            close_query(&d),
+            vec![
+                ("wid", Kind::Int(1, 256)),
+                ("chunk-count", Kind::Int(1, u64::MAX)),
+                ("size", Kind::Int(1, u64::MAX)),
+                ("csum", Kind::Str),
+            ],
+        ),
+        (
+            Method::POST,
+            "/fixed_close",
+            close_query(&d),
+            vec![
+                ("wid", Kind::Int(1, 256)),
+                ("chunk-count", Kind::Int(0, u64::MAX)),
+                ("size", Kind::Int(0, u64::MAX)),
+                ("csum", Kind::Str),
+            ],
+        ),
+        (
+            Method::GET,
+            "/previous",
+            vec![("archive-name", "x.didx".into())],
+            vec![("archive-name", Kind::Archive(".didx", Ext::Any))],
+        ),
     ];
     for (method, path, base, params) in &endpoints {
         for (name, kind) in params {
@@ -69,10 +121,17 @@ async fn parameter_cases(s: &BackupSession, t: &mut Tally) {
     for path in ["/dynamic_index", "/fixed_index"] {
         let base = json!({"wid": 200, "digest-list": [], "offset-list": []});
         let bad: Vec<(&str, Value, String)> = vec![
-            ("wid", Value::Null, int_type("wid")), ("wid", json!("abc"), int_type("wid")), ("wid", json!(1.5), int_type("wid")),
-            ("wid", json!(true), int_type("wid")), ("wid", json!([1]), int_type("wid")), ("wid", json!({}), int_type("wid")),
-            ("wid", json!(0), min_err("wid", 1)), ("wid", json!(-1), min_err("wid", 1)), ("wid", json!(257), max_err("wid", 256)),
-            ("wid", json!(1e40), int_type("wid")), ("wid", json!("257"), max_err("wid", 256)),
+            ("wid", Value::Null, int_type("wid")),
+            ("wid", json!("abc"), int_type("wid")),
+            ("wid", json!(1.5), int_type("wid")),
+            ("wid", json!(true), int_type("wid")),
+            ("wid", json!([1]), int_type("wid")),
+            ("wid", json!({}), int_type("wid")),
+            ("wid", json!(0), min_err("wid", 1)),
+            ("wid", json!(-1), min_err("wid", 1)),
+            ("wid", json!(257), max_err("wid", 256)),
+            ("wid", json!(1e40), int_type("wid")),
+            ("wid", json!("257"), max_err("wid", 256)),
             ("digest-list", json!({}), schema("digest-list", "Expected array value.")),
             ("digest-list", json!(true), schema("digest-list", "Expected array value.")),
             ("digest-list", Value::Null, schema("digest-list", "Expected array value.")),
@@ -107,9 +166,15 @@ async fn parameter_cases(s: &BackupSession, t: &mut Tally) {
         }
     }
     // Bodies of the "sync" endpoints: not UTF-8, not JSON, not an object, too large.
-    for (method, path) in [(Method::POST, "/dynamic_index"), (Method::POST, "/fixed_index"), (Method::PUT, "/dynamic_index"),
-        (Method::PUT, "/fixed_index"), (Method::POST, "/dynamic_close"), (Method::POST, "/fixed_close"), (Method::POST, "/finish")]
-    {
+    for (method, path) in [
+        (Method::POST, "/dynamic_index"),
+        (Method::POST, "/fixed_index"),
+        (Method::PUT, "/dynamic_index"),
+        (Method::PUT, "/fixed_index"),
+        (Method::POST, "/dynamic_close"),
+        (Method::POST, "/fixed_close"),
+        (Method::POST, "/finish"),
+    ] {
         let cases: Vec<(Bytes, &str, Want)> = vec![
             (Bytes::from_static(b"\xff\xfe\x00"), JSON, Want::exact("Request body is not valid UTF-8")),
             (Bytes::from_static(b"\xc3\x28=1"), FORM, Want::exact("Request body is not valid UTF-8")),
@@ -137,10 +202,18 @@ fn close_query(d: &str) -> Vec<(&'static str, String)> {
 /// Unknown paths, wrong methods, and requests that name things the session does not have.
 async fn path_and_order_cases(s: &BackupSession, t: &mut Tally, has_base: bool) {
     for (raw, shown) in [
-        ("/nope", "/nope"), ("/api2/json/version", "/api2/json/version"), ("/blob/x", "/blob/x"),
-        ("/../blob", "/../blob"), ("/%62lob", "/%62lob"), ("/finish/x", "/finish/x"), ("//x//y", "/x/y"),
-        ("/dynamic_index.tmp", "/dynamic_index.tmp"), ("/fixed_chunk%00", "/fixed_chunk%00"),
-        ("/%E2%80%AEkcab", "/%E2%80%AEkcab"), ("/chunk", "/chunk"), ("/download", "/download"),
+        ("/nope", "/nope"),
+        ("/api2/json/version", "/api2/json/version"),
+        ("/blob/x", "/blob/x"),
+        ("/../blob", "/../blob"),
+        ("/%62lob", "/%62lob"),
+        ("/finish/x", "/finish/x"),
+        ("//x//y", "/x/y"),
+        ("/dynamic_index.tmp", "/dynamic_index.tmp"),
+        ("/fixed_chunk%00", "/fixed_chunk%00"),
+        ("/%E2%80%AEkcab", "/%E2%80%AEkcab"),
+        ("/chunk", "/chunk"),
+        ("/download", "/download"),
     ] {
         let r = s.request(Method::GET, raw, "", Bytes::new(), FORM).await;
         t.check(&format!("GET {raw}"), r, StatusCode::NOT_FOUND, &Want::exact(format!("Path '{shown}' not found.")));
@@ -149,9 +222,17 @@ async fn path_and_order_cases(s: &BackupSession, t: &mut Tally, has_base: bool) 
     let r = s.request(Method::POST, &long, "", Bytes::new(), FORM).await;
     t.check("POST very long path", r, StatusCode::NOT_FOUND, &Want::exact(format!("Path '{long}' not found.")));
     let allowed: &[(&str, &[&str])] = &[
-        ("blob", &["POST"]), ("dynamic_chunk", &["POST"]), ("dynamic_close", &["POST"]), ("dynamic_index", &["POST", "PUT"]),
-        ("finish", &["POST"]), ("fixed_chunk", &["POST"]), ("fixed_close", &["POST"]), ("fixed_index", &["POST", "PUT"]),
-        ("previous", &["GET"]), ("previous_backup_time", &["GET"]), ("speedtest", &["POST"]),
+        ("blob", &["POST"]),
+        ("dynamic_chunk", &["POST"]),
+        ("dynamic_close", &["POST"]),
+        ("dynamic_index", &["POST", "PUT"]),
+        ("finish", &["POST"]),
+        ("fixed_chunk", &["POST"]),
+        ("fixed_close", &["POST"]),
+        ("fixed_index", &["POST", "PUT"]),
+        ("previous", &["GET"]),
+        ("previous_backup_time", &["GET"]),
+        ("speedtest", &["POST"]),
     ];
     for (sub, ok) in allowed {
         for m in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
@@ -160,13 +241,22 @@ async fn path_and_order_cases(s: &BackupSession, t: &mut Tally, has_base: bool) 
             }
             let method = Method::from_bytes(m.as_bytes()).unwrap();
             let r = s.request(method, &format!("/{sub}"), "", Bytes::new(), FORM).await;
-            t.check(&format!("{m} /{sub}"), r, StatusCode::METHOD_NOT_ALLOWED, &Want::exact(format!("Unsupported method '{m}'")));
+            t.check(
+                &format!("{m} /{sub}"),
+                r,
+                StatusCode::METHOD_NOT_ALLOWED,
+                &Want::exact(format!("Unsupported method '{m}'")),
+            );
         }
     }
     // Out of order: writers, chunks and closes that were never opened or uploaded.
     let d = Digest::of(b"never uploaded");
-    let q = |wid: &str| encode(&[("wid", wid.to_string()), ("chunk-count", "1".into()), ("size", "1".into()), ("csum", zero_digest())]);
-    for (path, want) in [("/dynamic_close", "dynamic writer '7' not registered"), ("/fixed_close", "fixed writer '7' not registered")] {
+    let q = |wid: &str| {
+        encode(&[("wid", wid.to_string()), ("chunk-count", "1".into()), ("size", "1".into()), ("csum", zero_digest())])
+    };
+    for (path, want) in
+        [("/dynamic_close", "dynamic writer '7' not registered"), ("/fixed_close", "fixed writer '7' not registered")]
+    {
         let r = s.request(Method::POST, path, &q("7"), Bytes::new(), FORM).await;
         t.check(&format!("POST {path} before open"), r, BAD, &Want::exact(want));
     }
@@ -184,7 +274,9 @@ async fn path_and_order_cases(s: &BackupSession, t: &mut Tally, has_base: bool) 
         let blob = encode(&[("archive-name", "x.blob".into())]);
         let r = s.request(Method::GET, "/previous", &blob, Bytes::new(), FORM).await;
         t.check("previous of unknown blob", r, StatusCode::NOT_FOUND, &Want::prefix("open file \""));
-        let r = s.request(Method::GET, "/previous", &encode(&[("archive-name", "x.fidx".into())]), Bytes::new(), FORM).await;
+        let r = s
+            .request(Method::GET, "/previous", &encode(&[("archive-name", "x.fidx".into())]), Bytes::new(), FORM)
+            .await;
         t.check("previous of unknown fixed index", r, BAD, &Want::prefix("Unable to open fixed index"));
     } else {
         t.check("previous without base", r, BAD, &Want::exact("no valid previous backup"));
@@ -202,7 +294,12 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
     for (kind, wid) in [("dynamic", dw), ("fixed", fw)] {
         let path = format!("/{kind}_chunk");
         let q = |dg: &Digest, size: usize, enc: usize| {
-            encode(&[("wid", wid.to_string()), ("digest", dg.to_hex()), ("size", size.to_string()), ("encoded-size", enc.to_string())])
+            encode(&[
+                ("wid", wid.to_string()),
+                ("digest", dg.to_hex()),
+                ("size", size.to_string()),
+                ("encoded-size", enc.to_string()),
+            ])
         };
         let n = raw.len();
         let mut cases: Vec<(String, Bytes, Want)> = vec![
@@ -213,8 +310,16 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
             (q(&digest, 3000, n), Bytes::new(), Want::exact("uploaded chunk has unexpected size.")),
             (q(&digest, 3000, 13), raw.slice(..13), Want::any()),
             (q(&digest, 3000, n), Bytes::from(vec![0u8; n]), Want::exact("unable to parse raw blob - wrong magic")),
-            (q(&digest, 3000, 20), Bytes::from(vec![0xffu8; 20]), Want::exact("unable to parse raw blob - wrong magic")),
-            (q(&digest, 3000, 100), Bytes::from(vec![b'x'; 1 << 20]), Want::exact("uploaded chunk is larger than announced.")),
+            (
+                q(&digest, 3000, 20),
+                Bytes::from(vec![0xffu8; 20]),
+                Want::exact("unable to parse raw blob - wrong magic"),
+            ),
+            (
+                q(&digest, 3000, 100),
+                Bytes::from(vec![b'x'; 1 << 20]),
+                Want::exact("uploaded chunk is larger than announced."),
+            ),
         ];
         for i in 0..8 {
             let mut b = raw.to_vec();
@@ -232,8 +337,15 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
             t.check(&format!("POST {path} {} bytes as {query}", body.len()), r, BAD, &want);
         }
         let wrong = if kind == "dynamic" { "fixed" } else { "dynamic" };
-        let r = s.request(Method::POST, &format!("/{wrong}_chunk"), &q(&digest, 3000, raw.len()), raw.clone(), OCTETS).await;
-        t.check(&format!("{wrong} chunk to a {kind} writer"), r, BAD, &Want::exact(format!("{wrong} writer '{wid}' not registered")));
+        let r = s
+            .request(Method::POST, &format!("/{wrong}_chunk"), &q(&digest, 3000, raw.len()), raw.clone(), OCTETS)
+            .await;
+        t.check(
+            &format!("{wrong} chunk to a {kind} writer"),
+            r,
+            BAD,
+            &Want::exact(format!("{wrong} writer '{wid}' not registered")),
+        );
     }
     // Blobs.
     let blob = Bytes::from(chunkyard::format::blob::encode(b"hello blob", false).unwrap());
@@ -250,7 +362,11 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
         (bq("c.blob", n - 1), blob.clone(), Want::exact(format!("got blob with unexpected length ({} != {n})", n - 1))),
         (bq("c.blob", 12), Bytes::new(), Want::exact("got blob with unexpected length (12 != 0)")),
         (bq("c.blob", 12), Bytes::from(vec![0u8; 12]), Want::any()),
-        (bq("c.blob", 16), Bytes::from(vec![0u8; 1 << 20]), Want::exact(format!("got blob with unexpected length (16 != {})", 1 << 20))),
+        (
+            bq("c.blob", 16),
+            Bytes::from(vec![0u8; 1 << 20]),
+            Want::exact(format!("got blob with unexpected length (16 != {})", 1 << 20)),
+        ),
     ] {
         let r = s.request(Method::POST, "/blob", &query, body.clone(), OCTETS).await;
         t.check(&format!("POST /blob {} bytes as {query}", body.len()), r, BAD, &want);
@@ -268,9 +384,20 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
         let r = s.request(Method::PUT, path, "", Bytes::from(body.to_string()), JSON).await;
         t.check(&format!("PUT {path} {body}"), r, BAD, &Want::exact(want));
     }
-    for (name, want) in [("a.didx", "archive 'a.didx' was already opened in this session"), ("b.fidx", "archive 'b.fidx' was already opened in this session")] {
+    for (name, want) in [
+        ("a.didx", "archive 'a.didx' was already opened in this session"),
+        ("b.fidx", "archive 'b.fidx' was already opened in this session"),
+    ] {
         let path = if name.ends_with("didx") { "/dynamic_index" } else { "/fixed_index" };
-        let r = s.request(Method::POST, path, &encode(&[("archive-name", name.into()), ("size", MIB4.to_string())]), Bytes::new(), FORM).await;
+        let r = s
+            .request(
+                Method::POST,
+                path,
+                &encode(&[("archive-name", name.into()), ("size", MIB4.to_string())]),
+                Bytes::new(),
+                FORM,
+            )
+            .await;
         t.check(&format!("second open of {name}"), r, BAD, &Want::exact(want));
     }
     let r = s.request(Method::POST, "/finish", "", Bytes::new(), FORM).await;
@@ -281,21 +408,37 @@ async fn body_cases(s: &BackupSession, t: &mut Tally) {
 async fn http1_cases(server: &TestServer, t: &mut Tally) {
     let c = client(server);
     let base: Vec<(&str, String)> = vec![
-        ("backup-id", "h1".into()), ("backup-time", T0.to_string()), ("backup-type", "host".into()),
-        ("benchmark", "false".into()), ("debug", "true".into()), ("store", server.store.clone()),
+        ("backup-id", "h1".into()),
+        ("backup-time", T0.to_string()),
+        ("backup-type", "host".into()),
+        ("benchmark", "false".into()),
+        ("debug", "true".into()),
+        ("store", server.store.clone()),
     ];
     let up = [("connection", "upgrade"), ("upgrade", "proxmox-backup-protocol-v1")];
     let names = hostile_names();
     let mut cases: Vec<(String, Vec<(&str, String)>, StatusCode, Want)> = Vec::new();
     for key in ["backup-id", "backup-time", "backup-type", "store"] {
-        cases.push((format!("without {key}"), apply(&base, key, &Val::Missing), BAD,
-            Want::exact(format!("parameter '{key}': parameter is missing and it is not optional"))));
-        cases.push((format!("duplicate {key}"), apply(&base, key, &Val::Twice), BAD,
-            Want::exact(format!("parameter '{key}': duplicate parameter"))));
+        cases.push((
+            format!("without {key}"),
+            apply(&base, key, &Val::Missing),
+            BAD,
+            Want::exact(format!("parameter '{key}': parameter is missing and it is not optional")),
+        ));
+        cases.push((
+            format!("duplicate {key}"),
+            apply(&base, key, &Val::Twice),
+            BAD,
+            Want::exact(format!("parameter '{key}': duplicate parameter")),
+        ));
     }
     for v in ["", "abc", "1.5", "0x10", "1e9", "١٢", "99999999999999999999999"] {
-        cases.push((format!("backup-time={v}"), apply(&base, "backup-time", &Val::Set(v.into())), BAD,
-            Want::exact(format!("parameter 'backup-time': value '{v}' is not an integer"))));
+        cases.push((
+            format!("backup-time={v}"),
+            apply(&base, "backup-time", &Val::Set(v.into())),
+            BAD,
+            Want::exact(format!("parameter 'backup-time': value '{v}' is not an integer")),
+        ));
     }
     for v in ["0", "-1", "253402300800", "9223372036854775807"] {
         cases.push((format!("backup-time={v}"), apply(&base, "backup-time", &Val::Set(v.into())), BAD, Want::any()));
@@ -305,8 +448,12 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
     }
     for key in ["debug", "benchmark"] {
         for v in ["", "maybe", "2", "tru", "\0"] {
-            cases.push((format!("{key}={v:?}"), apply(&base, key, &Val::Set(v.into())), BAD,
-                Want::exact(format!("parameter '{key}': unable to parse boolean '{v}'"))));
+            cases.push((
+                format!("{key}={v:?}"),
+                apply(&base, key, &Val::Set(v.into())),
+                BAD,
+                Want::exact(format!("parameter '{key}': unable to parse boolean '{v}'")),
+            ));
         }
     }
     for n in &names {
@@ -316,24 +463,53 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
     }
     cases.push(("backup-id too long".into(), apply(&base, "backup-id", &Val::Set("i".repeat(129))), BAD, Want::any()));
     cases.push(("ns too deep".into(), apply(&base, "ns", &Val::Set("a/b/c/d/e/f/g/h".into())), BAD, Want::any()));
-    cases.push(("ns absent".into(), apply(&base, "ns", &Val::Set("nowhere".into())), StatusCode::NOT_FOUND, Want::exact("namespace not found")));
-    cases.push(("store absent".into(), apply(&base, "store", &Val::Set("nostore".into())), BAD,
-        Want::exact("datastore 'nostore' does not exist")));
-    cases.push(("unknown parameter".into(), apply(&base, "extra", &Val::Set("1".into())), BAD,
-        Want::exact("parameter 'extra': schema does not allow additional properties")));
-    cases.push(("benchmark elsewhere".into(), apply(&base, "benchmark", &Val::Set("true".into())), BAD,
-        Want::exact("benchmark flags is only allowed on 'host/benchmark'")));
-    cases.push(("benchmark group without flag".into(), apply(&base, "backup-id", &Val::Set("benchmark".into())), BAD,
-        Want::exact("unable to run benchmark without --benchmark flags")));
+    cases.push((
+        "ns absent".into(),
+        apply(&base, "ns", &Val::Set("nowhere".into())),
+        StatusCode::NOT_FOUND,
+        Want::exact("namespace not found"),
+    ));
+    cases.push((
+        "store absent".into(),
+        apply(&base, "store", &Val::Set("nostore".into())),
+        BAD,
+        Want::exact("datastore 'nostore' does not exist"),
+    ));
+    cases.push((
+        "unknown parameter".into(),
+        apply(&base, "extra", &Val::Set("1".into())),
+        BAD,
+        Want::exact("parameter 'extra': schema does not allow additional properties"),
+    ));
+    cases.push((
+        "benchmark elsewhere".into(),
+        apply(&base, "benchmark", &Val::Set("true".into())),
+        BAD,
+        Want::exact("benchmark flags is only allowed on 'host/benchmark'"),
+    ));
+    cases.push((
+        "benchmark group without flag".into(),
+        apply(&base, "backup-id", &Val::Set("benchmark".into())),
+        BAD,
+        Want::exact("unable to run benchmark without --benchmark flags"),
+    ));
     for (label, q, status, want) in cases {
-        for (endpoint, proto) in [("backup", "proxmox-backup-protocol-v1"), ("reader", "proxmox-backup-reader-protocol-v1")] {
+        for (endpoint, proto) in
+            [("backup", "proxmox-backup-protocol-v1"), ("reader", "proxmox-backup-reader-protocol-v1")]
+        {
             if endpoint == "reader" && (label.contains("benchmark") || label.contains("ns absent")) {
                 continue;
             }
-            let q: Vec<(&str, String)> = if endpoint == "reader" { q.iter().filter(|(k, _)| *k != "benchmark").cloned().collect() } else { q.clone() };
+            let q: Vec<(&str, String)> = if endpoint == "reader" {
+                q.iter().filter(|(k, _)| *k != "benchmark").cloned().collect()
+            } else {
+                q.clone()
+            };
             let target = format!("//api2/json/{endpoint}?{}", encode(&q));
-            let r = c.raw(Method::GET, &target, &[("connection", "upgrade"), ("upgrade", proto)], Bytes::new(), true).await;
-            let want = if endpoint == "reader" && label.contains("unknown parameter") { Want::any() } else { want.clone() };
+            let r =
+                c.raw(Method::GET, &target, &[("connection", "upgrade"), ("upgrade", proto)], Bytes::new(), true).await;
+            let want =
+                if endpoint == "reader" && label.contains("unknown parameter") { Want::any() } else { want.clone() };
             t.check(&format!("{endpoint} upgrade {label}"), r, status, &want);
         }
     }
@@ -342,8 +518,16 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
     for (label, headers, want) in [
         ("no upgrade header", vec![("connection", "upgrade")], "missing Upgrade header"),
         ("wrong protocol", vec![("connection", "upgrade"), ("upgrade", "h2c")], "invalid protocol name"),
-        ("reader protocol on backup", vec![("connection", "upgrade"), ("upgrade", "proxmox-backup-reader-protocol-v1")], "invalid protocol name"),
-        ("upper-case protocol", vec![("connection", "upgrade"), ("upgrade", "PROXMOX-BACKUP-PROTOCOL-V1")], "invalid protocol name"),
+        (
+            "reader protocol on backup",
+            vec![("connection", "upgrade"), ("upgrade", "proxmox-backup-reader-protocol-v1")],
+            "invalid protocol name",
+        ),
+        (
+            "upper-case protocol",
+            vec![("connection", "upgrade"), ("upgrade", "PROXMOX-BACKUP-PROTOCOL-V1")],
+            "invalid protocol name",
+        ),
         ("websocket", vec![("connection", "upgrade"), ("upgrade", "websocket")], "invalid protocol name"),
     ] {
         let r = c.raw(Method::GET, &target, &headers, Bytes::new(), true).await;
@@ -354,17 +538,34 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
     let good = c.auth_header();
     let wrong_secret = format!("{}x", good);
     for value in [
-        "", "PBSAPIToken", "PBSAPIToken ", "PBSAPIToken root@pam", "PBSAPIToken root@pam!t:", "PBSAPIToken :secret",
-        "PBSAPIToken admin@pbs!default", "PBSAPIToken admin@pbs!nope:x", "PBSAPIToken ../../etc:x", "Basic YWRtaW46YWRtaW4=",
-        "Bearer x", "pbsapitoken admin@pbs!default:x", "PBSAPIToken\tadmin@pbs!default:x", "PBSAPIToken admin@pbs!default=x",
-        long.as_str(), wrong_secret.as_str(), "PBSAPIToken admin@pbs!default:%00",
+        "",
+        "PBSAPIToken",
+        "PBSAPIToken ",
+        "PBSAPIToken root@pam",
+        "PBSAPIToken root@pam!t:",
+        "PBSAPIToken :secret",
+        "PBSAPIToken admin@pbs!default",
+        "PBSAPIToken admin@pbs!nope:x",
+        "PBSAPIToken ../../etc:x",
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer x",
+        "pbsapitoken admin@pbs!default:x",
+        "PBSAPIToken\tadmin@pbs!default:x",
+        "PBSAPIToken admin@pbs!default=x",
+        long.as_str(),
+        wrong_secret.as_str(),
+        "PBSAPIToken admin@pbs!default:%00",
     ] {
         let mut headers: Vec<(&str, &str)> = up.to_vec();
         headers.push(("authorization", value));
         let r = c.raw(Method::GET, &target, &headers, Bytes::new(), false).await;
         t.check(&format!("auth {:.40?}", value), r, StatusCode::UNAUTHORIZED, &Want::any());
     }
-    for (name, value) in [("cookie", "PBSAuthCookie=garbage"), ("cookie", "PBSAuthCookie=PBS:admin@pbs:00000000::AAAA"), ("csrfpreventiontoken", "x")] {
+    for (name, value) in [
+        ("cookie", "PBSAuthCookie=garbage"),
+        ("cookie", "PBSAuthCookie=PBS:admin@pbs:00000000::AAAA"),
+        ("csrfpreventiontoken", "x"),
+    ] {
         let r = c.raw(Method::GET, "/api2/json/version", &[(name, value)], Bytes::new(), false).await;
         t.check(&format!("{name} garbage"), r, StatusCode::UNAUTHORIZED, &Want::any());
     }
@@ -372,9 +573,14 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
     let r = c.raw(Method::GET, &format!("/api2/json/version?x={}", "q".repeat(4000)), &[], Bytes::new(), true).await;
     t.check("query over 3072 bytes", r, StatusCode::URI_TOO_LONG, &Want::Empty);
     for (raw, status) in [
-        ("/api2/json/nope", StatusCode::NOT_FOUND), ("/api2/json/%2e%2e/%2e%2e/etc/passwd", BAD), ("/api2/json/a%2Fb", BAD),
-        ("/api2/json/..", BAD), ("/api2/json/%ff", BAD), ("/api2/json/backup%00", StatusCode::NOT_FOUND),
-        ("/api2/xml/version", StatusCode::NOT_FOUND), ("/", StatusCode::NOT_FOUND),
+        ("/api2/json/nope", StatusCode::NOT_FOUND),
+        ("/api2/json/%2e%2e/%2e%2e/etc/passwd", BAD),
+        ("/api2/json/a%2Fb", BAD),
+        ("/api2/json/..", BAD),
+        ("/api2/json/%ff", BAD),
+        ("/api2/json/backup%00", StatusCode::NOT_FOUND),
+        ("/api2/xml/version", StatusCode::NOT_FOUND),
+        ("/", StatusCode::NOT_FOUND),
     ] {
         let r = c.raw(Method::GET, raw, &[], Bytes::new(), true).await;
         t.check(&format!("GET {raw}"), r, status, &Want::any());
@@ -382,8 +588,28 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
 }
 
 fn hostile_names() -> Vec<String> {
-    let mut v: Vec<String> = ["..", ".", "/", "a/../b", "../x", "%2F", "a%2Fb", "a\0b", "\u{202E}gpj.exe", "a\u{200B}b", "ä", " ", "-x", ".x", "a\\b", "a:b", "a\nb"]
-        .iter().map(|s| s.to_string()).collect();
+    let mut v: Vec<String> = [
+        "..",
+        ".",
+        "/",
+        "a/../b",
+        "../x",
+        "%2F",
+        "a%2Fb",
+        "a\0b",
+        "\u{202E}gpj.exe",
+        "a\u{200B}b",
+        "ä",
+        " ",
+        "-x",
+        ".x",
+        "a\\b",
+        "a:b",
+        "a\nb",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     v.push("..".repeat(200));
     v
 }
@@ -434,11 +660,26 @@ async fn credential_headers_with_control_characters_get_400_and_a_closed_connect
     let server = server();
     let c = client(&server);
     let token = c.auth_header();
-    let query = [("backup-id", "ctl".to_string()), ("backup-time", T0.to_string()), ("backup-type", "host".into()),
-        ("store", server.store.clone())];
-    let upgrade = format!("GET //api2/json/backup?{} HTTP/1.1\r\nconnection: upgrade\r\nupgrade: proxmox-backup-protocol-v1\r\n", encode(&query));
-    let heads = ["GET /api2/json/version HTTP/1.1\r\n", upgrade.as_str(), "POST /api2/json/admin/datastore/store/gc HTTP/1.1\r\ncontent-length: 0\r\n"];
-    let headers = [("authorization", token.as_str()), ("cookie", "PBSAuthCookie=PBS:admin@pbs:00000000::AAAA"), ("csrfpreventiontoken", "00000000:abcd")];
+    let query = [
+        ("backup-id", "ctl".to_string()),
+        ("backup-time", T0.to_string()),
+        ("backup-type", "host".into()),
+        ("store", server.store.clone()),
+    ];
+    let upgrade = format!(
+        "GET //api2/json/backup?{} HTTP/1.1\r\nconnection: upgrade\r\nupgrade: proxmox-backup-protocol-v1\r\n",
+        encode(&query)
+    );
+    let heads = [
+        "GET /api2/json/version HTTP/1.1\r\n",
+        upgrade.as_str(),
+        "POST /api2/json/admin/datastore/store/gc HTTP/1.1\r\ncontent-length: 0\r\n",
+    ];
+    let headers = [
+        ("authorization", token.as_str()),
+        ("cookie", "PBSAuthCookie=PBS:admin@pbs:00000000::AAAA"),
+        ("csrfpreventiontoken", "00000000:abcd"),
+    ];
     let mut tried = 0;
     for ctl in [0x00u8, 0x01, 0x07, 0x08, 0x0b, 0x0c, b'\r', 0x1b, 0x1f, 0x7f] {
         for (name, value) in headers {
@@ -457,7 +698,10 @@ async fn credential_headers_with_control_characters_get_400_and_a_closed_connect
                 let label = format!("{ctl:#04x} in {name} of {:?}", head.lines().next().unwrap());
                 assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{label}: {answer:?}");
                 let lower = answer.to_ascii_lowercase();
-                assert!(lower.contains("\r\nconnection: close\r\n") && lower.contains("\r\ncontent-length: 0\r\n"), "{label}: {answer:?}");
+                assert!(
+                    lower.contains("\r\nconnection: close\r\n") && lower.contains("\r\ncontent-length: 0\r\n"),
+                    "{label}: {answer:?}"
+                );
                 assert!(answer.ends_with("\r\n\r\n"), "{label}: one empty answer, then the close: {answer:?}");
                 tried += 1;
             }
@@ -469,7 +713,9 @@ async fn credential_headers_with_control_characters_get_400_and_a_closed_connect
     // Bytes past ASCII are not control characters: they reach authentication, which reads
     // such a header as absent. A second, valid request on the same connection is served.
     let absent = "authentication failed - no authentication credentials provided.";
-    for (name, bad) in [("authorization", "é".as_bytes()), ("authorization", b"\x80"), ("authorization", b"\xff"), ("cookie", b"\xff")] {
+    for (name, bad) in
+        [("authorization", "é".as_bytes()), ("authorization", b"\x80"), ("authorization", b"\xff"), ("cookie", b"\xff")]
+    {
         let mut value = if name == "cookie" { b"PBSAuthCookie=PBS:".to_vec() } else { token.as_bytes().to_vec() };
         value.splice(value.len() - 2..value.len() - 2, bad.iter().copied());
         let mut request = format!("GET /api2/json/version HTTP/1.1\r\nhost: localhost:8007\r\n{name}: ").into_bytes();

@@ -68,7 +68,8 @@ fn bad_configuration_exits_3_naming_the_problem() {
     assert!(o.stdout.is_empty());
 
     // the config file can come from CHUNKYARD_CONFIG too
-    let o = chunkyard(dir.path(), &["--log-json", "datastore", "list"], &[("CHUNKYARD_CONFIG", file.to_str().unwrap())]);
+    let o =
+        chunkyard(dir.path(), &["--log-json", "datastore", "list"], &[("CHUNKYARD_CONFIG", file.to_str().unwrap())]);
     assert_eq!(code(&o), 3);
     assert_eq!(log_lines(&o).last().unwrap()["msgid"], "Config.Syntax");
 
@@ -113,7 +114,10 @@ fn datastore_list_shows_config_entries_as_table_and_json() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("NAME") && lines[0].contains("PATH"), "{out}");
-    assert!(lines[1].starts_with("big ") && lines[1].contains(" ok ") && lines[1].ends_with(abs.to_str().unwrap()), "{out}");
+    assert!(
+        lines[1].starts_with("big ") && lines[1].contains(" ok ") && lines[1].ends_with(abs.to_str().unwrap()),
+        "{out}"
+    );
     assert!(lines[2].starts_with("store ") && lines[2].contains("missing"), "{out}");
 }
 
@@ -141,7 +145,11 @@ fn cert_fingerprint_is_sha256_of_the_leaf_certificate() {
     // without a certificate yet: a runtime error that says what to do
     let o = chunkyard(dir.path(), &["cert", "fingerprint"], &[]);
     assert_eq!(code(&o), 1);
-    assert!(text(&o.stderr).contains("proxy.pem") && text(&o.stderr).contains("chunkyard serve"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("proxy.pem") && text(&o.stderr).contains("chunkyard serve"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -155,7 +163,6 @@ fn datastore_create_makes_a_pbs_layout_and_registers_it_for_serve() {
     assert_eq!(v["datastore"]["name"], "backups");
     assert_eq!(v["datastore"]["path"], root.to_str().unwrap());
     assert!(root.join(".chunks/0000").is_dir() && root.join(".chunks/ffff").is_dir() && root.join(".lock").is_file());
-
 
     // a second create of the same name is refused and changes nothing
     let registry = dir.path().join("etc/datastores.toml");
@@ -179,7 +186,9 @@ fn datastore_create_makes_a_pbs_layout_and_registers_it_for_serve() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["name"].as_str().unwrap().into(), d["source"].as_str().unwrap().into(), d["exists"].as_bool().unwrap()))
+        .map(|d| {
+            (d["name"].as_str().unwrap().into(), d["source"].as_str().unwrap().into(), d["exists"].as_bool().unwrap())
+        })
         .collect();
     assert_eq!(
         got,

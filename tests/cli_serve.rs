@@ -67,11 +67,14 @@ async fn serve_runs_the_configured_server() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut serve = Serve { stdout: lines(child.stdout.take().unwrap()), stderr: lines(child.stderr.take().unwrap()), child };
+    let mut serve =
+        Serve { stdout: lines(child.stdout.take().unwrap()), stderr: lines(child.stderr.take().unwrap()), child };
 
-    let addr: std::net::SocketAddr = wait_for(&serve.stdout, "address", |l| l.strip_prefix("chunkyard listening on ")?.parse().ok());
+    let addr: std::net::SocketAddr =
+        wait_for(&serve.stdout, "address", |l| l.strip_prefix("chunkyard listening on ")?.parse().ok());
     assert!(addr.ip().is_loopback() && addr.port() != 0 && addr.port() != 1, "{addr}");
-    let fingerprint = wait_for(&serve.stdout, "fingerprint", |l| Some(l.strip_prefix("certificate fingerprint: ")?.to_string()));
+    let fingerprint =
+        wait_for(&serve.stdout, "fingerprint", |l| Some(l.strip_prefix("certificate fingerprint: ")?.to_string()));
     let metrics: std::net::SocketAddr = wait_for(&serve.stderr, "metrics log line", |l| {
         let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {l}"));
         assert_eq!(v["type"], "log_message", "{l}");

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use chunkyard::client::chunker::Chunker;
 use chunkyard::format::{DatastoreName, Digest, Namespace};
+use chunkyard::store::Datastore;
 use chunkyard::store::prune::{KeepOptions, PruneMark};
 use chunkyard::store::verify::{VerifyCache, VerifyResult};
-use chunkyard::store::Datastore;
 use crash_support::*;
 
 const T0: i64 = 1_718_000_000;
@@ -280,8 +280,10 @@ impl Crash<'_> {
         let root = Namespace::root();
         let Some(group) = ds.groups(&root).unwrap().into_iter().find(|g| g.id.as_str() == id) else { return };
         let snapshots = ds.snapshots(&root, &group).unwrap();
-        let unfinished: Vec<_> = snapshots.iter().filter(|s| !s.finished).map(|s| ds.snapshot_path(&root, &s.snapshot)).collect();
-        let on_disk: Vec<_> = unfinished_snapshots(&self.store()).into_iter().filter(|p| p.parent().unwrap().ends_with(id)).collect();
+        let unfinished: Vec<_> =
+            snapshots.iter().filter(|s| !s.finished).map(|s| ds.snapshot_path(&root, &s.snapshot)).collect();
+        let on_disk: Vec<_> =
+            unfinished_snapshots(&self.store()).into_iter().filter(|p| p.parent().unwrap().ends_with(id)).collect();
         assert_eq!(unfinished, on_disk, "{label}: listing's idea of unfinished");
         let want = self.model.finished.get(id).and_then(|v| v.last()).map(|(t, _)| *t);
         let base = ds.last_finished(&root, &group).unwrap().map(|s| s.snapshot.time.epoch());
@@ -308,7 +310,9 @@ impl Crash<'_> {
         let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for s in listed.as_array().unwrap() {
             assert!(s.get("size").is_some(), "{label}: unfinished snapshot listed: {s}");
-            seen.entry(s["backup-id"].as_str().unwrap().to_string()).or_default().push(s["backup-time"].as_i64().unwrap());
+            seen.entry(s["backup-id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(s["backup-time"].as_i64().unwrap());
         }
         let want: BTreeMap<String, Vec<i64>> = self
             .model
@@ -368,7 +372,14 @@ async fn every_kill_point_leaves_a_consistent_store() {
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("chunkyard-crash").tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(STORE).join(".chunks")).unwrap();
-    let mut crash = Crash { data_dir: dir.path(), model: Model::default(), found: Found::default(), time: T0, generation: 0, phases: BTreeMap::new() };
+    let mut crash = Crash {
+        data_dir: dir.path(),
+        model: Model::default(),
+        found: Found::default(),
+        time: T0,
+        generation: 0,
+        phases: BTreeMap::new(),
+    };
     {
         let srv = Serve::start(dir.path(), None);
         crash.next_backup_works(&srv, "main", "first backup").await;
@@ -380,7 +391,11 @@ async fn every_kill_point_leaves_a_consistent_store() {
         let label = format!("#{i} {spec} ({})", if *fresh { "first backup of a group" } else { "incremental" });
         let committed = crash.run(&id, Kill::Failpoint(spec), &label).await;
         assert_eq!(committed, *commits, "{label}: committed");
-        println!("survived {label}{} [{:.1} s]", if committed { ", snapshot committed" } else { "" }, started.elapsed().as_secs_f64());
+        println!(
+            "survived {label}{} [{:.1} s]",
+            if committed { ", snapshot committed" } else { "" },
+            started.elapsed().as_secs_f64()
+        );
         survived.push(label);
     }
     // Forget and prune die between removing a snapshot's manifest and the rest of it.

@@ -45,7 +45,11 @@ impl std::io::Write for LogWriter {
 fn log_text() -> String {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let _ = tracing_subscriber::fmt().with_writer(|| LogWriter).with_ansi(false).with_max_level(tracing::Level::INFO).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .try_init();
     });
     String::from_utf8_lossy(&LOG.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }
@@ -62,7 +66,8 @@ struct Fault {
 /// The first chunk of the victim's dynamic archive that the seed does not have.
 fn new_chunk() -> String {
     let seed = Archives::seed().dynamic_digests();
-    let digest = Archives::victim().dynamic_digests().into_iter().find(|d| !seed.contains(d)).expect("victim has new chunks");
+    let digest =
+        Archives::victim().dynamic_digests().into_iter().find(|d| !seed.contains(d)).expect("victim has new chunks");
     digest.to_hex()
 }
 
@@ -109,7 +114,12 @@ async fn survive(fault: Fault, io_uring: bool) {
     );
     match failed {
         Err(ClientError::Status { status, message }) => {
-            assert_eq!((status, message.as_str()), (StatusCode::BAD_REQUEST, fault.message.as_str()), "rule {}", fault.rule)
+            assert_eq!(
+                (status, message.as_str()),
+                (StatusCode::BAD_REQUEST, fault.message.as_str()),
+                "rule {}",
+                fault.rule
+            )
         }
         other => panic!("rule {}: expected the victim to fail, got {other:?}", fault.rule),
     }
@@ -214,7 +224,10 @@ async fn manifest_sync_eio_removes_the_snapshot() {
 #[tokio::test]
 async fn manifest_commit_eio() {
     let snapshot = snapshot_name(GROUP, VICTIM_TIME);
-    let fault = Fault { rule: format!("finish.commit:{snapshot}=eio"), message: format!("committing the manifest failed: {EIO}") };
+    let fault = Fault {
+        rule: format!("finish.commit:{snapshot}=eio"),
+        message: format!("committing the manifest failed: {EIO}"),
+    };
     survive(fault, true).await;
 }
 
@@ -231,7 +244,11 @@ async fn new_group_owner_write_enospc() {
     failpoint::set("file.write:owner=enospc").unwrap();
     let refused = client(&server).start_backup(&params(&server, OTHER, VICTIM_TIME)).await.map(drop);
     let group = format!("host/{OTHER}");
-    assert_refused(refused, StatusCode::BAD_REQUEST, &format!("creating backup group {group} failed - writing owner: {ENOSPC}"));
+    assert_refused(
+        refused,
+        StatusCode::BAD_REQUEST,
+        &format!("creating backup group {group} failed - writing owner: {ENOSPC}"),
+    );
     assert!(!group_dir(&server, OTHER).exists(), "the failed group's directory is gone");
     assert_eq!(temp_files(&root), Vec::<PathBuf>::new());
     assert_untouched(&root, &before, &[]);

@@ -38,7 +38,8 @@ impl Tmpfs {
         let target = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
         let options = CString::new(format!("size={size},mode=0755")).unwrap();
         // SAFETY: plain syscall with NUL-terminated strings that outlive it.
-        let rc = unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, options.as_ptr().cast()) };
+        let rc =
+            unsafe { libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, options.as_ptr().cast()) };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }

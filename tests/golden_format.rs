@@ -81,11 +81,10 @@ fn archives(snap: &str) -> BTreeMap<String, Archive> {
         } else {
             continue;
         };
-        out.insert(f.filename.trim_end_matches(".didx").trim_end_matches(".fidx").to_string(), Archive {
-            crypt_mode: f.crypt_mode,
-            chunks,
-            size,
-        });
+        out.insert(
+            f.filename.trim_end_matches(".didx").trim_end_matches(".fidx").to_string(),
+            Archive { crypt_mode: f.crypt_mode, chunks, size },
+        );
     }
     out
 }

@@ -32,13 +32,24 @@ fn exprs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-const KEYWORDS: &[&str] = &[
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-];
+const KEYWORDS: &[&str] =
+    &["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"];
 /// Aggregation operators may be followed by `by (...)` before their parenthesis.
 const AGGREGATIONS: &[&str] = &[
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
-    "limitk", "limit_ratio",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
 ];
 
 /// The metric names a PromQL expression selects: identifiers that are not functions,
@@ -104,7 +115,8 @@ fn metric_names(expr: &str) -> Vec<String> {
                 }
                 let is_call = chars.get(j) == Some(&'(');
                 if KEYWORDS.contains(&word.as_str()) {
-                    skip_group = matches!(word.as_str(), "by" | "without" | "on" | "ignoring" | "group_left" | "group_right");
+                    skip_group =
+                        matches!(word.as_str(), "by" | "without" | "on" | "ignoring" | "group_left" | "group_right");
                 } else if !is_call && !AGGREGATIONS.contains(&word.as_str()) {
                     names.push(word);
                 }
@@ -177,7 +189,8 @@ fn datasource_is_a_template_variable_and_layout_is_sane() {
     let mut boxes = Vec::new();
     for p in panels {
         let g = &p["gridPos"];
-        let (x, y, w, h) = (g["x"].as_i64().unwrap(), g["y"].as_i64().unwrap(), g["w"].as_i64().unwrap(), g["h"].as_i64().unwrap());
+        let (x, y, w, h) =
+            (g["x"].as_i64().unwrap(), g["y"].as_i64().unwrap(), g["w"].as_i64().unwrap(), g["h"].as_i64().unwrap());
         assert!(x >= 0 && w > 0 && x + w <= 24, "panel {} off the grid", p["title"]);
         for (t, bx, by, bw, bh) in &boxes {
             let overlap = x < bx + bw && *bx < x + w && y < by + bh && *by < y + h;
@@ -203,7 +216,10 @@ fn every_expression_parses_with_promtool() {
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, e) in all.iter().enumerate() {
         let e = e.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$instance", ".*");
-        rules.push_str(&format!("      - record: dashboard:expr_{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap()));
+        rules.push_str(&format!(
+            "      - record: dashboard:expr_{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yaml");

@@ -55,14 +55,23 @@ async fn sessions_beyond_the_limit_are_refused_with_503() {
     let b = session(&server, "s2", T0).await;
     let text = "too many sessions - the server allows 2 at once, try again later";
     assert_refused(c.start_backup(&params(&server, "s3", T0)).await.map(drop), StatusCode::SERVICE_UNAVAILABLE, text);
-    let reader = ReaderParams { store: server.store.clone(), ns: None, backup_type: "host".into(), backup_id: "s1".into(), backup_time: T0 };
+    let reader = ReaderParams {
+        store: server.store.clone(),
+        ns: None,
+        backup_type: "host".into(),
+        backup_id: "s1".into(),
+        backup_time: T0,
+    };
     assert_refused(c.start_reader(&reader).await.map(drop), StatusCode::SERVICE_UNAVAILABLE, text);
     assert!(!group_dir(&server, "s3").exists(), "a refused session leaves no group");
     // Management calls are not sessions: still served.
     c.version().await.unwrap();
     // The open sessions still work.
     for s in [&a, &b] {
-        let r = s.request(Method::GET, "/previous_backup_time", "", Bytes::new(), "application/x-www-form-urlencoded").await.unwrap();
+        let r = s
+            .request(Method::GET, "/previous_backup_time", "", Bytes::new(), "application/x-www-form-urlencoded")
+            .await
+            .unwrap();
         assert_eq!(r.status, StatusCode::OK);
     }
     // A closed session frees its slot.

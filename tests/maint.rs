@@ -78,9 +78,14 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
     let garbage: BTreeSet<String> =
         index_digests(&snapshot_dir(&server, "gone", T0).join("g.didx")).difference(&reused).cloned().collect();
     assert!(!garbage.is_empty() && kept.len() > 1 && reused.len() > 1);
-    c.call(Method::DELETE, &format!("admin/datastore/{}/snapshots", server.store), &snapshot_params("host", "gone", T0), None)
-        .await
-        .unwrap();
+    c.call(
+        Method::DELETE,
+        &format!("admin/datastore/{}/snapshots", server.store),
+        &snapshot_params("host", "gone", T0),
+        None,
+    )
+    .await
+    .unwrap();
     age_all_chunks(&server);
 
     // A backup that re-uploads the orphaned chunks is open while GC runs.
@@ -88,7 +93,8 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
     let mut up = running.uploader(opts()).await.unwrap();
     up.dynamic("r.didx", Bytes::from(d_reused)).await.unwrap();
 
-    let upid = c.call(Method::POST, &format!("admin/datastore/{}/gc", server.store), &[], Some(json!({}))).await.unwrap();
+    let upid =
+        c.call(Method::POST, &format!("admin/datastore/{}/gc", server.store), &[], Some(json!({}))).await.unwrap();
     let upid = upid.as_str().expect("UPID string").to_string();
     assert!(regex::Regex::new(UPID_RE).unwrap().is_match(&upid), "{upid}");
 
@@ -98,10 +104,19 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
     let (mut start, mut text) = (1u64, Vec::new());
     let deadline = std::time::Instant::now() + POLL_BOUND;
     loop {
-        assert!(std::time::Instant::now() < deadline, "GC task still active after {POLL_BOUND:?}; log so far: {text:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GC task still active after {POLL_BOUND:?}; log so far: {text:?}"
+        );
         let q = [("start", start.to_string()), ("limit", "500".into()), ("test-status", "true".into())];
         let page = c
-            .call_raw(Method::GET, &format!("nodes/localhost/tasks/{enc}/log"), &q, None, chunkyard::client::admin::Auth::Token)
+            .call_raw(
+                Method::GET,
+                &format!("nodes/localhost/tasks/{enc}/log"),
+                &q,
+                None,
+                chunkyard::client::admin::Auth::Token,
+            )
             .await
             .unwrap();
         assert_eq!(page.status, http::StatusCode::OK);
@@ -117,14 +132,23 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let status = c.call(Method::GET, &format!("nodes/localhost/tasks/{enc}/status"), &[], None).await.unwrap();
-    assert_eq!((status["status"].as_str(), status["exitstatus"].as_str()), (Some("stopped"), Some("OK")), "{status} {text:?}");
+    assert_eq!(
+        (status["status"].as_str(), status["exitstatus"].as_str()),
+        (Some("stopped"), Some("OK")),
+        "{status} {text:?}"
+    );
     assert!(text[0].ends_with("starting garbage collection on store store"), "{text:?}");
-    assert!(text.iter().any(|l| l.contains("Removed garbage: ") && l.contains(&format!("in {} chunks", garbage.len()))), "{text:?}");
+    assert!(
+        text.iter().any(|l| l.contains("Removed garbage: ") && l.contains(&format!("in {} chunks", garbage.len()))),
+        "{text:?}"
+    );
 
     up.finish().await.unwrap();
     let on_disk = chunk_files(&server);
-    let gc_status: Value = serde_json::from_slice(&std::fs::read(server.store_path().join(".gc-status")).unwrap()).unwrap();
-    let why = format!("kept {kept:?}\nreused {reused:?}\ngarbage {garbage:?}\non disk {on_disk:?}\n{gc_status}\n{text:#?}");
+    let gc_status: Value =
+        serde_json::from_slice(&std::fs::read(server.store_path().join(".gc-status")).unwrap()).unwrap();
+    let why =
+        format!("kept {kept:?}\nreused {reused:?}\ngarbage {garbage:?}\non disk {on_disk:?}\n{gc_status}\n{text:#?}");
     assert!(kept.is_subset(&on_disk), "a referenced chunk was swept: {why}");
     assert!(reused.is_subset(&on_disk), "a chunk of the running backup was swept: {why}");
     assert!(garbage.is_disjoint(&on_disk), "old unreferenced chunks must go: {why}");
@@ -132,7 +156,14 @@ async fn gc_task_during_a_backup_keeps_its_chunks_and_removes_old_garbage() {
     assert_eq!(gc_status["removed-chunks"].as_u64(), Some(garbage.len() as u64));
 
     // Unknown task: refused, nothing panics.
-    let missing = c.call(Method::GET, "nodes/localhost/tasks/UPID:x:00000001:00000001:00000001:00000001:gc:s:root@pam:/status", &[], None).await;
+    let missing = c
+        .call(
+            Method::GET,
+            "nodes/localhost/tasks/UPID:x:00000001:00000001:00000001:00000001:gc:s:root@pam:/status",
+            &[],
+            None,
+        )
+        .await;
     assert!(missing.is_err());
 }
 
@@ -148,7 +179,11 @@ fn chunkyard(data_dir: &Path, args: &[&str]) -> std::process::Output {
 
 fn stdout_json(o: &std::process::Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("stdout not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        panic!(
+            "stdout not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
     })
 }
 
@@ -170,7 +205,10 @@ async fn cli_verify_renames_a_corrupt_chunk_then_backup_gets_no_previous_and_pru
     assert!(v["verify"]["chunks_ok"].as_u64().unwrap() >= 2 && v["verify"]["bytes_read"].as_u64().unwrap() > 0, "{v}");
 
     // Skipped when recently verified.
-    let skip = stdout_json(&chunkyard(dir, &["verify", &server.store, "--ignore-verified", "--outdated-after", "1", "--json"]));
+    let skip = stdout_json(&chunkyard(
+        dir,
+        &["verify", &server.store, "--ignore-verified", "--outdated-after", "1", "--json"],
+    ));
     assert_eq!(skip["verify"]["snapshots_skipped_verified"], 2, "{skip}");
 
     // Corrupt one chunk of the newest snapshot.
@@ -195,7 +233,8 @@ async fn cli_verify_renames_a_corrupt_chunk_then_backup_gets_no_previous_and_pru
     assert_eq!(manifest.unprotected["verify_state"]["state"], "failed");
 
     // prune --dry-run keeps everything on disk; --keep-last 1 removes the older one.
-    let dry = stdout_json(&chunkyard(dir, &["prune", &server.store, "host/v", "--keep-last", "1", "--dry-run", "--json"]));
+    let dry =
+        stdout_json(&chunkyard(dir, &["prune", &server.store, "host/v", "--keep-last", "1", "--dry-run", "--json"]));
     assert_eq!((dry["prune"]["removed"].as_u64(), dry["prune"]["dry_run"].as_bool()), (Some(1), Some(true)), "{dry}");
     assert!(snapshot_dir(&server, "v", T0).exists());
     let real = stdout_json(&chunkyard(dir, &["prune", &server.store, "host/v", "--keep-last", "1", "--json"]));

@@ -8,9 +8,9 @@ use backup_support::*;
 use bytes::Bytes;
 use chunkyard::client::admin::{Auth, snapshot_params};
 use chunkyard::client::{BackupOptions, ClientConfig, HttpClient, ReaderParams};
+use chunkyard::format::Authid;
 use chunkyard::server::auth::{AuthStore, Role};
 use chunkyard::server::testing::TestServer;
-use chunkyard::format::Authid;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -46,7 +46,9 @@ async fn lists_notes_protection_prune_forget_status() {
     let snaps = c.snapshots(&server.store, Some(("host", "m1"))).await.unwrap();
     let times: Vec<i64> = snaps.as_array().unwrap().iter().map(|s| s["backup-time"].as_i64().unwrap()).collect();
     assert_eq!(times, vec![T0, T0 + 3600, T0 + 7200]);
-    assert!(snaps.as_array().unwrap().iter().all(|s| s["protected"] == json!(false) && s["size"].as_u64().unwrap() > 0));
+    assert!(
+        snaps.as_array().unwrap().iter().all(|s| s["protected"] == json!(false) && s["size"].as_u64().unwrap() > 0)
+    );
     let files = c.call(Method::GET, &path(&server, "files"), &snapshot_params("host", "m1", T0), None).await.unwrap();
     let names: Vec<&str> = files.as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["conf.blob", "index.json.blob"]);
@@ -56,7 +58,8 @@ async fn lists_notes_protection_prune_forget_status() {
     let mut q = snapshot_params("host", "m1", T0 + 3600);
     q.push(("notes", "first line\nsecond".into()));
     c.call(Method::PUT, &path(&server, "notes"), &q, None).await.unwrap();
-    let notes = c.call(Method::GET, &path(&server, "notes"), &snapshot_params("host", "m1", T0 + 3600), None).await.unwrap();
+    let notes =
+        c.call(Method::GET, &path(&server, "notes"), &snapshot_params("host", "m1", T0 + 3600), None).await.unwrap();
     assert_eq!(notes, json!("first line\nsecond"));
     let snaps = c.snapshots(&server.store, None).await.unwrap();
     assert_eq!(snaps[1]["comment"], json!("first line"));
@@ -86,12 +89,17 @@ async fn lists_notes_protection_prune_forget_status() {
 
     c.call(Method::DELETE, &path(&server, "snapshots"), &snapshot_params("host", "m1", T0 + 7200), None).await.unwrap();
     assert!(!snapshot_dir(&server, "m1", T0 + 7200).exists());
-    let gone = c.call(Method::DELETE, &path(&server, "snapshots"), &snapshot_params("host", "m1", T0 + 7200), None).await;
+    let gone =
+        c.call(Method::DELETE, &path(&server, "snapshots"), &snapshot_params("host", "m1", T0 + 7200), None).await;
     assert_eq!(gone.unwrap_err().status(), Some(StatusCode::NOT_FOUND));
 
     // the client log, once
     let log = Bytes::from(chunkyard::format::blob::encode(b"client log", true).unwrap());
-    let target = format!("/api2/json/{}?{}", path(&server, "upload-backup-log"), chunkyard::client::encode_query(&snapshot_params("host", "m1", T0)));
+    let target = format!(
+        "/api2/json/{}?{}",
+        path(&server, "upload-backup-log"),
+        chunkyard::client::encode_query(&snapshot_params("host", "m1", T0))
+    );
     let octets = [("content-type", "application/octet-stream")];
     let r = c.raw(Method::POST, &target, &octets, log.clone(), true).await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -103,7 +111,9 @@ async fn lists_notes_protection_prune_forget_status() {
 
     // namespaces
     c.call(Method::POST, &path(&server, "namespace"), &[], Some(json!({"name": "dev"}))).await.unwrap();
-    c.call(Method::POST, &path(&server, "namespace"), &[], Some(json!({"parent": "dev", "name": "team"}))).await.unwrap();
+    c.call(Method::POST, &path(&server, "namespace"), &[], Some(json!({"parent": "dev", "name": "team"})))
+        .await
+        .unwrap();
     let ns = c.call(Method::GET, &path(&server, "namespace"), &[], None).await.unwrap();
     assert_eq!(ns, json!([{"ns": ""}, {"ns": "dev"}, {"ns": "dev/team"}]));
     c.call(Method::DELETE, &path(&server, "namespace"), &[("ns", "dev".into())], None).await.unwrap();
@@ -139,11 +149,18 @@ async fn login_tickets_and_csrf() {
     assert_eq!(r.status, StatusCode::OK);
     // Non-GET needs the CSRF token.
     let body = Some(json!({"name": "x"}));
-    let r = c.call_raw(Method::POST, &path(&server, "namespace"), &[], body.clone(), Auth::TicketNoCsrf(&t)).await.unwrap();
-    assert_eq!((r.status, r.text().as_str()), (StatusCode::UNAUTHORIZED, "authentication failed - missing CSRF prevention token"));
+    let r =
+        c.call_raw(Method::POST, &path(&server, "namespace"), &[], body.clone(), Auth::TicketNoCsrf(&t)).await.unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::UNAUTHORIZED, "authentication failed - missing CSRF prevention token")
+    );
     // With it, alice is authenticated but holds no privilege yet.
     let r = c.call_raw(Method::POST, &path(&server, "namespace"), &[], body.clone(), Auth::Ticket(&t)).await.unwrap();
-    assert_eq!((r.status, r.text().as_str()), (StatusCode::FORBIDDEN, "missing permissions 'Datastore.Modify' on '/datastore/store'"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::FORBIDDEN, "missing permissions 'Datastore.Modify' on '/datastore/store'")
+    );
     store.set_acl("/datastore/store", Role::DatastoreAdmin, &Authid::parse("alice@pbs").unwrap(), true).unwrap();
     let r = c.call_raw(Method::POST, &path(&server, "namespace"), &[], body, Auth::Ticket(&t)).await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -153,10 +170,22 @@ async fn login_tickets_and_csrf() {
     assert_eq!(renewed.username, "alice@pbs");
     assert_refused(c.login("admin@pbs", &t.ticket).await, StatusCode::UNAUTHORIZED, "permission check failed.");
     let forged = t.ticket.replace("alice@pbs", "admin@pbs");
-    let r = c.call_raw(Method::GET, "version", &[], None, Auth::TicketNoCsrf(&chunkyard::client::admin::Ticket { ticket: forged, ..t.clone() })).await.unwrap();
+    let r = c
+        .call_raw(
+            Method::GET,
+            "version",
+            &[],
+            None,
+            Auth::TicketNoCsrf(&chunkyard::client::admin::Ticket { ticket: forged, ..t.clone() }),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = c.call_raw(Method::GET, "version", &[], None, Auth::None).await.unwrap();
-    assert_eq!((r.status, r.text().as_str()), (StatusCode::UNAUTHORIZED, "authentication failed - no authentication credentials provided."));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::UNAUTHORIZED, "authentication failed - no authentication credentials provided.")
+    );
 }
 
 #[tokio::test]
@@ -186,25 +215,52 @@ async fn owners_and_privileges() {
     // A foreign group can't be written or read either.
     let write = bob_t.start_backup(&params(&server, "admins", T0 + 1)).await.map(|_| ());
     assert_refused(write, StatusCode::BAD_REQUEST, "backup owner check failed (bob@pbs!t != admin@pbs!default)");
-    let rp = |id: &str| ReaderParams { store: server.store.clone(), ns: None, backup_type: "host".into(), backup_id: id.into(), backup_time: T0 };
-    assert_refused(bob_t.start_reader(&rp("admins")).await.map(|_| ()), StatusCode::BAD_REQUEST, "backup owner check failed!");
+    let rp = |id: &str| ReaderParams {
+        store: server.store.clone(),
+        ns: None,
+        backup_type: "host".into(),
+        backup_id: id.into(),
+        backup_time: T0,
+    };
+    assert_refused(
+        bob_t.start_reader(&rp("admins")).await.map(|_| ()),
+        StatusCode::BAD_REQUEST,
+        "backup owner check failed!",
+    );
     let own = bob_t.start_reader(&rp("bobs")).await.unwrap();
     own.manifest().await.unwrap();
     // Backup alone does not allow forgetting, even one's own snapshot.
-    let forget = bob_t.call(Method::DELETE, &path(&server, "snapshots"), &snapshot_params("host", "bobs", T0), None).await;
-    assert_refused(forget, StatusCode::FORBIDDEN, "permission check failed - missing Datastore.Modify|Datastore.Prune on /datastore/store");
+    let forget =
+        bob_t.call(Method::DELETE, &path(&server, "snapshots"), &snapshot_params("host", "bobs", T0), None).await;
+    assert_refused(
+        forget,
+        StatusCode::FORBIDDEN,
+        "permission check failed - missing Datastore.Modify|Datastore.Prune on /datastore/store",
+    );
 
     // No grant at all.
     let up = carol_t.start_backup(&params(&server, "carols", T0)).await.map(|_| ());
     assert_refused(up, StatusCode::FORBIDDEN, "missing permissions 'Datastore.Backup' on '/datastore/store'");
     assert!(!group_dir(&server, "carols").exists());
-    assert_refused(carol_t.groups(&server.store).await, StatusCode::FORBIDDEN, "permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/store");
-    assert_refused(carol_t.start_reader(&rp("bobs")).await.map(|_| ()), StatusCode::BAD_REQUEST, "no permissions on /datastore/store");
+    assert_refused(
+        carol_t.groups(&server.store).await,
+        StatusCode::FORBIDDEN,
+        "permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/store",
+    );
+    assert_refused(
+        carol_t.start_reader(&rp("bobs")).await.map(|_| ()),
+        StatusCode::BAD_REQUEST,
+        "no permissions on /datastore/store",
+    );
     assert_eq!(carol_t.status(&server.store).await.unwrap(), json!({"total": 0, "used": 0, "avail": 0}));
     // Audit shows every group; a token is capped by its user.
     let carol = Authid::parse("carol@pbs").unwrap();
     store.set_acl(acl_path, Role::DatastoreAudit, &Authid::parse("carol@pbs!t").unwrap(), true).unwrap();
-    assert_refused(carol_t.groups(&server.store).await, StatusCode::FORBIDDEN, "permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/store");
+    assert_refused(
+        carol_t.groups(&server.store).await,
+        StatusCode::FORBIDDEN,
+        "permission check failed - missing Datastore.Audit|Datastore.Backup on /datastore/store",
+    );
     store.set_acl(acl_path, Role::DatastoreReader, &carol, true).unwrap();
     let all = carol_t.groups(&server.store).await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 2);
@@ -226,7 +282,10 @@ async fn garbage_collection_runs_as_a_task_the_cli_can_follow() {
     let mut text = Vec::new();
     loop {
         let q = [("start", start.to_string()), ("limit", "500".to_string()), ("test-status", "true".to_string())];
-        let r = c.call_raw(Method::GET, &format!("nodes/localhost/tasks/{encoded}/log"), &q, None, Auth::Token).await.unwrap();
+        let r = c
+            .call_raw(Method::GET, &format!("nodes/localhost/tasks/{encoded}/log"), &q, None, Auth::Token)
+            .await
+            .unwrap();
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         for line in v["data"].as_array().unwrap() {

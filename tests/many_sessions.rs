@@ -116,7 +116,8 @@ async fn sessions_256_finish_under_a_small_inflight_bound() {
     });
 
     let client = Arc::new(client(&server));
-    let gate = Arc::new(Gate { opening: tokio::sync::Semaphore::new(16), all_open: tokio::sync::Barrier::new(SESSIONS) });
+    let gate =
+        Arc::new(Gate { opening: tokio::sync::Semaphore::new(16), all_open: tokio::sync::Barrier::new(SESSIONS) });
     let run = async {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, d) in datas.iter().enumerate() {
@@ -129,7 +130,8 @@ async fn sessions_256_finish_under_a_small_inflight_bound() {
         uploaded
     };
     // Only so that a hang fails the test instead of the CI job; no timing is asserted.
-    let uploaded = tokio::time::timeout(Duration::from_secs(900), run).await.expect("256 sessions did not end in 15 min");
+    let uploaded =
+        tokio::time::timeout(Duration::from_secs(900), run).await.expect("256 sessions did not end in 15 min");
     done.store(true, Ordering::Relaxed);
     let (samples, sampled_max) = sampler.join().unwrap();
 

@@ -8,7 +8,7 @@ mod promtool;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
-use chunkyard::metrics::{self, Kind, CATALOGUE};
+use chunkyard::metrics::{self, CATALOGUE, Kind};
 
 fn scrape(addr: SocketAddr) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();

@@ -16,7 +16,13 @@ use http::{Method, StatusCode};
 use sha2::Digest as _;
 
 fn reader_params(server: &TestServer, ty: &str, id: &str, time: i64) -> ReaderParams {
-    ReaderParams { store: server.store.clone(), ns: None, backup_type: ty.into(), backup_id: id.into(), backup_time: time }
+    ReaderParams {
+        store: server.store.clone(),
+        ns: None,
+        backup_type: ty.into(),
+        backup_id: id.into(),
+        backup_time: time,
+    }
 }
 
 async fn reader(server: &TestServer, ty: &str, id: &str, time: i64) -> ReaderSession {
@@ -77,10 +83,17 @@ async fn chunks_only_after_their_index_and_file_errors() {
     assert_refused(refused, StatusCode::UNAUTHORIZED, &format!("download chunk {} not allowed", first.to_hex()));
     // A blob download registers nothing.
     r.download("conf.blob").await.unwrap();
-    assert_refused(r.chunk(&first).await, StatusCode::UNAUTHORIZED, &format!("download chunk {} not allowed", first.to_hex()));
+    assert_refused(
+        r.chunk(&first).await,
+        StatusCode::UNAUTHORIZED,
+        &format!("download chunk {} not allowed", first.to_hex()),
+    );
     r.download("root.pxar.didx").await.unwrap();
     let raw = r.chunk(&first).await.unwrap();
-    assert_eq!(&raw[..], &std::fs::read(server.store_path().join(".chunks").join(first.prefix_dir()).join(first.to_hex())).unwrap()[..]);
+    assert_eq!(
+        &raw[..],
+        &std::fs::read(server.store_path().join(".chunks").join(first.prefix_dir()).join(first.to_hex())).unwrap()[..]
+    );
     // Registered digests are per session.
     let other = reader(&server, "host", "r2", T0).await;
     assert_eq!(other.chunk(&first).await.unwrap_err().status(), Some(StatusCode::UNAUTHORIZED));
@@ -106,7 +119,10 @@ async fn upgrade_checks_and_lock() {
     let target = "//api2/json/reader?backup-id=r3&backup-time=1718000000&backup-type=host&store=store";
     let wrong = c.upgrade(target, "proxmox-backup-protocol-v1").await.map(|_| ());
     assert_refused(wrong, StatusCode::BAD_REQUEST, "invalid protocol name");
-    let no_store = c.upgrade(&target.replace("store=store", "store=nostore"), "proxmox-backup-reader-protocol-v1").await.map(|_| ());
+    let no_store = c
+        .upgrade(&target.replace("store=store", "store=nostore"), "proxmox-backup-reader-protocol-v1")
+        .await
+        .map(|_| ());
     assert_refused(no_store, StatusCode::BAD_REQUEST, "datastore 'nostore' does not exist");
 
     // A reader holds a shared lock: forget is refused while it is open, fine after.
@@ -140,9 +156,27 @@ async fn golden_pbs_store_restores_to_the_readme_hashes() {
     let server = TestServer::start();
     copy_golden(&server.store_path());
     let cases = [
-        ("host", "golden", 1_763_683_200, "tree.pxar.didx", "1ee89fe9c0781f886a691abcdd8e99ce01a64d9f223be83ffaecaa4f56945ccd"),
-        ("host", "golden", 1_763_686_800, "tree.pxar.didx", "722c40280e50fd95482ce63f579b53a7f67f1c0a1a8482e499c37d6822369ddf"),
-        ("vm", "golden-img", 1_763_683_200, "disk.img.fidx", "6380e5c991659d1eb93e5c08d8375c3d73431d67a8e16f1872d1ab1e06d697ce"),
+        (
+            "host",
+            "golden",
+            1_763_683_200,
+            "tree.pxar.didx",
+            "1ee89fe9c0781f886a691abcdd8e99ce01a64d9f223be83ffaecaa4f56945ccd",
+        ),
+        (
+            "host",
+            "golden",
+            1_763_686_800,
+            "tree.pxar.didx",
+            "722c40280e50fd95482ce63f579b53a7f67f1c0a1a8482e499c37d6822369ddf",
+        ),
+        (
+            "vm",
+            "golden-img",
+            1_763_683_200,
+            "disk.img.fidx",
+            "6380e5c991659d1eb93e5c08d8375c3d73431d67a8e16f1872d1ab1e06d697ce",
+        ),
     ];
     for (ty, id, time, archive, sha) in cases {
         let r = reader(&server, ty, id, time).await;

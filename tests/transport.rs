@@ -6,7 +6,8 @@ use chunkyard::client::{BackupParams, ClientConfig, H2Conn, HttpClient};
 use chunkyard::server::testing::{TestServer, noise};
 use http::{Method, StatusCode};
 
-const BACKUP_QUERY: &str = "backup-id=myhost&backup-time=1718000000&backup-type=host&benchmark=false&debug=true&store=store";
+const BACKUP_QUERY: &str =
+    "backup-id=myhost&backup-time=1718000000&backup-type=host&benchmark=false&debug=true&store=store";
 
 fn client(server: &TestServer) -> HttpClient {
     HttpClient::new(server.client_config()).unwrap()
@@ -18,25 +19,15 @@ fn client_with(server: &TestServer, f: impl FnOnce(&mut ClientConfig)) -> HttpCl
     HttpClient::new(config).unwrap()
 }
 
-async fn get(
-    c: &HttpClient,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> chunkyard::client::Response {
-    c.raw(Method::GET, target, headers, Bytes::new(), true)
-        .await
-        .unwrap()
+async fn get(c: &HttpClient, target: &str, headers: &[(&str, &str)]) -> chunkyard::client::Response {
+    c.raw(Method::GET, target, headers, Bytes::new(), true).await.unwrap()
 }
 
 #[tokio::test]
 async fn version_answers_with_strings_on_single_and_double_slash() {
     let server = TestServer::start();
     let c = client(&server);
-    for target in [
-        "/api2/json/version",
-        "//api2/json/version",
-        "/api2//json/%76ersion",
-    ] {
+    for target in ["/api2/json/version", "//api2/json/version", "/api2//json/%76ersion"] {
         let r = get(&c, target, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{target}: {}", r.text());
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -68,51 +59,20 @@ async fn fingerprint_is_pinned() {
 async fn bad_credentials_get_401() {
     let server = TestServer::start();
     let c = client(&server);
-    let missing = c
-        .raw(Method::GET, "/api2/json/version", &[], Bytes::new(), false)
-        .await
-        .unwrap();
-    let malformed = get(
-        &c,
-        "/api2/json/version",
-        &[("authorization", "PBSAPIToken nonsense")],
-    )
-    .await;
+    let missing = c.raw(Method::GET, "/api2/json/version", &[], Bytes::new(), false).await.unwrap();
+    let malformed = get(&c, "/api2/json/version", &[("authorization", "PBSAPIToken nonsense")]).await;
     let basic = get(&c, "/api2/json/version", &[("authorization", "Basic YTpi")]).await;
     let wrong = client_with(&server, |cfg| cfg.secret.push('x'));
-    let wrong = wrong
-        .raw(Method::GET, "/api2/json/version", &[], Bytes::new(), true)
-        .await
-        .unwrap();
+    let wrong = wrong.raw(Method::GET, "/api2/json/version", &[], Bytes::new(), true).await.unwrap();
     let unknown = client_with(&server, |cfg| cfg.authid = "admin@pbs!other".into());
-    let unknown = unknown
-        .raw(Method::GET, "/api2/json/version", &[], Bytes::new(), true)
-        .await
-        .unwrap();
+    let unknown = unknown.raw(Method::GET, "/api2/json/version", &[], Bytes::new(), true).await.unwrap();
     for r in [missing, malformed, basic, wrong, unknown] {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert!(
-            r.text().starts_with("authentication failed - "),
-            "{}",
-            r.text()
-        );
+        assert!(r.text().starts_with("authentication failed - "), "{}", r.text());
     }
     // The `=` form of the header works too, and the secret may be percent-encoded.
-    let eq = format!(
-        "PBSAPIToken={}:{}",
-        server.authid,
-        server.secret.replace('-', "%2D")
-    );
-    let r = c
-        .raw(
-            Method::GET,
-            "/api2/json/version",
-            &[("authorization", &eq)],
-            Bytes::new(),
-            false,
-        )
-        .await
-        .unwrap();
+    let eq = format!("PBSAPIToken={}:{}", server.authid, server.secret.replace('-', "%2D"));
+    let r = c.raw(Method::GET, "/api2/json/version", &[("authorization", &eq)], Bytes::new(), false).await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
@@ -121,10 +81,7 @@ async fn unknown_path_is_404_and_long_uri_is_414() {
     let server = TestServer::start();
     let c = client(&server);
     let r = get(&c, "//api2/json/nope/x", &[]).await;
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (StatusCode::NOT_FOUND, "Path '/api2/json/nope/x' not found.")
-    );
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::NOT_FOUND, "Path '/api2/json/nope/x' not found."));
     let base = "/api2/json/version?_dc=";
     let at_limit = format!("{base}{}", "a".repeat(3072 - base.len()));
     assert_eq!(get(&c, &at_limit, &[]).await.status, StatusCode::OK);
@@ -140,12 +97,7 @@ async fn upgrade_checks_answer_with_the_spec_texts() {
     let c = client(&server);
     let target = format!("//api2/json/backup?{BACKUP_QUERY}");
     let cases: Vec<(String, Vec<(&str, &str)>, StatusCode, &str)> = vec![
-        (
-            target.clone(),
-            vec![],
-            StatusCode::BAD_REQUEST,
-            "missing Upgrade header",
-        ),
+        (target.clone(), vec![], StatusCode::BAD_REQUEST, "missing Upgrade header"),
         (
             target.clone(),
             vec![("connection", "upgrade"), ("upgrade", "h2c")],
@@ -179,11 +131,7 @@ async fn upgrade_checks_answer_with_the_spec_texts() {
     ];
     for (target, headers, status, text) in cases {
         let r = get(&c, &target, &headers).await;
-        assert_eq!(
-            (r.status, r.text().as_str()),
-            (status, text),
-            "{target} {headers:?}"
-        );
+        assert_eq!((r.status, r.text().as_str()), (status, text), "{target} {headers:?}");
     }
     // Nothing of a refused upgrade is left on disk.
     let store = server.store_path();
@@ -193,11 +141,7 @@ async fn upgrade_checks_answer_with_the_spec_texts() {
 #[tokio::test]
 async fn sessions_past_the_limit_get_503() {
     let server = TestServer::start_with(|c| c.limits.max_sessions = 0);
-    let err = client(&server)
-        .start_backup(&BackupParams::benchmark("store", 1718000000))
-        .await
-        .err()
-        .unwrap();
+    let err = client(&server).start_backup(&BackupParams::benchmark("store", 1718000000)).await.err().unwrap();
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{err}");
     assert!(err.to_string().contains("too many sessions"), "{err}");
 }
@@ -205,56 +149,27 @@ async fn sessions_past_the_limit_get_503() {
 #[tokio::test]
 async fn benchmark_upgrade_reaches_http2_speedtest() {
     let server = TestServer::start();
-    let session = client(&server)
-        .start_backup(&BackupParams::benchmark("store", 1718000000))
-        .await
-        .unwrap();
+    let session = client(&server).start_backup(&BackupParams::benchmark("store", 1718000000)).await.unwrap();
     let body = Bytes::from(vec![0x5au8; 4 * 1024 * 1024]);
     let raw = session
-        .request(
-            Method::POST,
-            "/speedtest",
-            "",
-            body.clone(),
-            "application/x-www-form-urlencoded",
-        )
+        .request(Method::POST, "/speedtest", "", body.clone(), "application/x-www-form-urlencoded")
         .await
         .unwrap();
-    assert_eq!(
-        (raw.status, &raw.body[..]),
-        (StatusCode::OK, &b"{\"data\":null}"[..])
-    );
+    assert_eq!((raw.status, &raw.body[..]), (StatusCode::OK, &b"{\"data\":null}"[..]));
     // Pipelined, as the benchmark sends them.
     let runs = (0..4).map(|_| session.speedtest(body.clone()));
     for r in futures_util::future::join_all(runs).await {
         assert_eq!(r.unwrap(), serde_json::Value::Null);
     }
-    let r = session
-        .request(
-            Method::GET,
-            "/nope",
-            "",
-            Bytes::new(),
-            "application/x-www-form-urlencoded",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (StatusCode::NOT_FOUND, "Path '/nope' not found.")
-    );
+    let r = session.request(Method::GET, "/nope", "", Bytes::new(), "application/x-www-form-urlencoded").await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::NOT_FOUND, "Path '/nope' not found."));
 }
 
 #[tokio::test]
 async fn reader_upgrade_checks_its_params_before_switching() {
     let server = TestServer::start();
     let c = client(&server);
-    let r = get(
-        &c,
-        "//api2/json/reader?store=store",
-        &[("upgrade", "proxmox-backup-reader-protocol-v1")],
-    )
-    .await;
+    let r = get(&c, "//api2/json/reader?store=store", &[("upgrade", "proxmox-backup-reader-protocol-v1")]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -264,18 +179,12 @@ fn admin_token_is_private_and_its_secret_is_stored_hashed() {
     let server = TestServer::start();
     let etc = server.data_dir.join("etc");
     let file = etc.join("admin-token.json");
-    assert_eq!(
-        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let token: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(token["tokenid"], "admin@pbs!default");
     assert_eq!(token["value"], server.secret.as_str());
     assert_eq!(token["fingerprint"], server.fingerprint.as_str());
-    assert_eq!(
-        token["repository"],
-        format!("admin@pbs!default@127.0.0.1:{}:store", server.addr.port()).as_str()
-    );
+    assert_eq!(token["repository"], format!("admin@pbs!default@127.0.0.1:{}:store", server.addr.port()).as_str());
     let mut checked = 0;
     for entry in std::fs::read_dir(&etc).unwrap() {
         let path = entry.unwrap().path();
@@ -284,17 +193,10 @@ fn admin_token_is_private_and_its_secret_is_stored_hashed() {
         }
         let bytes = std::fs::read(&path).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(
-            !text.contains(&server.secret),
-            "secret in clear in {}",
-            path.display()
-        );
+        assert!(!text.contains(&server.secret), "secret in clear in {}", path.display());
         checked += 1;
     }
-    assert!(
-        checked >= 4,
-        "proxy.pem, proxy.key, users.json, tokens.json expected"
-    );
+    assert!(checked >= 4, "proxy.pem, proxy.key, users.json, tokens.json expected");
     let tokens = std::fs::read_to_string(etc.join("tokens.json")).unwrap();
     assert!(tokens.contains("$argon2id$"));
 }
@@ -313,7 +215,9 @@ async fn h2_serve_round_trip() {
             let query = parse_query(req.uri().query());
             match req.uri().path() {
                 "/echo" => Ok(Reply::Raw(read_body(req.body_mut(), 8 << 20).await?)),
-                "/len" => Ok(Reply::Data(serde_json::json!({"len": read_body(req.body_mut(), 8 << 20).await?.len(), "q": query}))),
+                "/len" => Ok(Reply::Data(
+                    serde_json::json!({"len": read_body(req.body_mut(), 8 << 20).await?.len(), "q": query}),
+                )),
                 "/small" => Ok(Reply::Data(read_body(req.body_mut(), 10).await?.len().into())),
                 p => Err(ApiError::no_such_path(p)),
             }
@@ -322,59 +226,22 @@ async fn h2_serve_round_trip() {
     });
     local
         .run_until(async move {
-            let (send, _task) = chunkyard::client::session::h2_handshake(client_io)
-                .await
-                .unwrap();
+            let (send, _task) = chunkyard::client::session::h2_handshake(client_io).await.unwrap();
             let conn = H2Conn::new(send);
-            let big = Bytes::from(
-                (0..6_000_000u32)
-                    .map(|i| (i % 251) as u8)
-                    .collect::<Vec<u8>>(),
-            );
-            let calls = (0..3).map(|_| {
-                conn.request(
-                    Method::POST,
-                    "/echo",
-                    "",
-                    big.clone(),
-                    "application/octet-stream",
-                )
-            });
+            let big = Bytes::from((0..6_000_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+            let calls =
+                (0..3).map(|_| conn.request(Method::POST, "/echo", "", big.clone(), "application/octet-stream"));
             for r in futures_util::future::join_all(calls).await {
                 let r = r.unwrap();
                 assert_eq!(r.status, StatusCode::OK);
                 assert!(r.body == big);
             }
-            let r = conn
-                .request(
-                    Method::POST,
-                    "/len",
-                    "a=1&b=x+y",
-                    Bytes::from_static(b"abc"),
-                    "x",
-                )
-                .await
-                .unwrap();
-            assert_eq!(
-                r.data().unwrap(),
-                serde_json::json!({"len": 3, "q": [["a", "1"], ["b", "x y"]]})
-            );
-            let r = conn
-                .request(Method::POST, "/small", "", Bytes::from(vec![0u8; 11]), "x")
-                .await
-                .unwrap();
-            assert_eq!(
-                (r.status, r.text().as_str()),
-                (StatusCode::BAD_REQUEST, "request body too large")
-            );
-            let r = conn
-                .request(Method::GET, "/zzz", "", Bytes::new(), "x")
-                .await
-                .unwrap();
-            assert_eq!(
-                (r.status, r.text().as_str()),
-                (StatusCode::NOT_FOUND, "Path '/zzz' not found.")
-            );
+            let r = conn.request(Method::POST, "/len", "a=1&b=x+y", Bytes::from_static(b"abc"), "x").await.unwrap();
+            assert_eq!(r.data().unwrap(), serde_json::json!({"len": 3, "q": [["a", "1"], ["b", "x y"]]}));
+            let r = conn.request(Method::POST, "/small", "", Bytes::from(vec![0u8; 11]), "x").await.unwrap();
+            assert_eq!((r.status, r.text().as_str()), (StatusCode::BAD_REQUEST, "request body too large"));
+            let r = conn.request(Method::GET, "/zzz", "", Bytes::new(), "x").await.unwrap();
+            assert_eq!((r.status, r.text().as_str()), (StatusCode::NOT_FOUND, "Path '/zzz' not found."));
         })
         .await;
 }
@@ -386,23 +253,14 @@ async fn handshakes_and_requests_are_counted() {
     let c = client(&server);
     c.version().await.unwrap();
     let _ = get(&c, "/api2/json/nope", &[]).await;
-    let mut scrape = tokio::net::TcpStream::connect(server.metrics_addr.expect("metrics enabled"))
-        .await
-        .unwrap();
-    scrape
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut scrape = tokio::net::TcpStream::connect(server.metrics_addr.expect("metrics enabled")).await.unwrap();
+    scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut text = String::new();
     scrape.read_to_string(&mut text).await.unwrap();
     assert!(text.contains("chunkyard_tls_handshakes_total"), "{text}");
-    for series in [
-        r#"endpoint="version",status="200""#,
-        r#"endpoint="unknown",status="404""#,
-    ] {
+    for series in [r#"endpoint="version",status="200""#, r#"endpoint="unknown",status="404""#] {
         assert!(
-            text.lines()
-                .any(|l| l.starts_with("chunkyard_requests_total{") && l.contains(series)),
+            text.lines().any(|l| l.starts_with("chunkyard_requests_total{") && l.contains(series)),
             "{series} in {text}"
         );
     }

@@ -7,8 +7,7 @@ use std::path::{Component, Path};
 use std::str::FromStr;
 
 use chunkyard::format::{
-    ArchiveName, Authid, BackupId, BackupTime, BackupType, DatastoreName, Digest, GroupRef,
-    Namespace, SnapshotRef,
+    ArchiveName, Authid, BackupId, BackupTime, BackupType, DatastoreName, Digest, GroupRef, Namespace, SnapshotRef,
 };
 use libfuzzer_sys::fuzz_target;
 

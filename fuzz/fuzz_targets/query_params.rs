@@ -10,8 +10,7 @@ use chunkyard::protocol::h2::parse_query;
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 
-const NAMES: [&str; 8] =
-    ["wid", "size", "digest", "archive-name", "digest-list", "offset-list", "debug", "x"];
+const NAMES: [&str; 8] = ["wid", "size", "digest", "archive-name", "digest-list", "offset-list", "debug", "x"];
 
 fn refused<T>(r: Result<T, ApiError>) -> Option<T> {
     r.map_err(|e| assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message)).ok()

@@ -19,10 +19,8 @@ fuzz_target!(|raw: &str| {
         for s in &segments {
             assert!(!s.is_empty() && *s != "." && *s != "..", "{raw:?} -> {path:?}");
         }
-        let encoded: String = segments
-            .iter()
-            .map(|s| format!("/{}", utf8_percent_encode(s, NON_ALPHANUMERIC)))
-            .collect();
+        let encoded: String =
+            segments.iter().map(|s| format!("/{}", utf8_percent_encode(s, NON_ALPHANUMERIC))).collect();
         assert_eq!(normalize_path(&encoded).unwrap(), path);
     }
     for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {

@@ -143,10 +143,7 @@ pub fn parse_repository(repo: &str) -> anyhow::Result<(String, SocketAddr, Strin
     let (hostport, store) = rest.rsplit_once(':').ok_or_else(bad)?;
     let host = hostport.replace("localhost", "127.0.0.1");
     let addr: SocketAddr = host.parse().map_err(|_| bad())?;
-    anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "refusing {addr}: load goes to loopback addresses only"
-    );
+    anyhow::ensure!(addr.ip().is_loopback(), "refusing {addr}: load goes to loopback addresses only");
     anyhow::ensure!(!authid.is_empty() && !store.is_empty(), bad());
     Ok((authid.to_string(), addr, store.to_string()))
 }
@@ -199,7 +196,10 @@ impl Args {
             anyhow::ensure!((0.0..=1.0).contains(&v), "{name} must be within 0..1");
         }
         anyhow::ensure!(self.dup_within + self.dup_across <= 1.0, "duplicate ratios add up to more than 1");
-        anyhow::ensure!(self.chunk_min_kib >= 1 && self.chunk_min_kib <= self.chunk_max_kib, "need 1 <= --chunk-min-kib <= --chunk-max-kib");
+        anyhow::ensure!(
+            self.chunk_min_kib >= 1 && self.chunk_min_kib <= self.chunk_max_kib,
+            "need 1 <= --chunk-min-kib <= --chunk-max-kib"
+        );
         anyhow::ensure!(self.chunk_max_kib <= 16 * 1024, "chunks are at most 16 MiB");
         let spec = DataSpec {
             seed: self.seed,
@@ -245,8 +245,19 @@ mod tests {
     #[test]
     fn scenarios_scale_and_flags_override() {
         let args = Args::parse_from([
-            "x", "--repository", "a@pam@127.0.0.1:1:s", "--fingerprint", "f", "--secret", "s",
-            "--scenario", "many-256", "--scale", "0.25", "--rate", "100",
+            "x",
+            "--repository",
+            "a@pam@127.0.0.1:1:s",
+            "--fingerprint",
+            "f",
+            "--secret",
+            "s",
+            "--scenario",
+            "many-256",
+            "--scale",
+            "0.25",
+            "--rate",
+            "100",
         ]);
         let (spec, mode, model) = args.resolve().unwrap();
         assert_eq!((spec.sessions, spec.bytes_per_session, mode), (256, 16 << 20, Mode::Backup));

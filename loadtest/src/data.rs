@@ -75,11 +75,7 @@ impl Workload {
 
     /// Digest -> pool id, to map a previous index back onto the pool.
     pub fn ids_by_digest(&self) -> HashMap<Digest, u32> {
-        self.pool
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.digest.clone(), i as u32))
-            .collect()
+        self.pool.iter().enumerate().map(|(i, c)| (c.digest.clone(), i as u32)).collect()
     }
 
     pub fn logical_bytes(&self) -> u64 {
@@ -105,15 +101,8 @@ pub fn build(spec: &DataSpec, max_pool_bytes: u64) -> anyhow::Result<Workload> {
         );
     }
     let pool = make_pool(spec, &sizes)?;
-    let plans = ids_plans
-        .into_iter()
-        .map(|ids| finish_plan(spec.kind, ids, &pool))
-        .collect();
-    Ok(Workload {
-        spec: spec.clone(),
-        pool,
-        plans,
-    })
+    let plans = ids_plans.into_iter().map(|ids| finish_plan(spec.kind, ids, &pool)).collect();
+    Ok(Workload { spec: spec.clone(), pool, plans })
 }
 
 /// Chunk ids per session and the size of every distinct id.
@@ -176,17 +165,11 @@ fn make_pool(spec: &DataSpec, sizes: &[u64]) -> anyhow::Result<Vec<PoolChunk>> {
             .enumerate()
             .map(|(t, part)| {
                 s.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, &size)| make_chunk(spec, (t * per + i) as u64, size))
-                        .collect()
+                    part.iter().enumerate().map(|(i, &size)| make_chunk(spec, (t * per + i) as u64, size)).collect()
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("pool thread"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("pool thread")).collect()
     });
     let mut pool = Vec::with_capacity(sizes.len());
     for part in parts {
@@ -207,18 +190,47 @@ fn make_chunk(spec: &DataSpec, id: u64, size: u64) -> anyhow::Result<PoolChunk> 
     // The id in front makes every distinct chunk distinct even if two generators collide.
     let n = data.len().min(8);
     data[..n].copy_from_slice(&id.to_le_bytes()[..n]);
-    Ok(PoolChunk {
-        digest: Digest::of(&data),
-        size,
-        blob: Bytes::from(blob::encode(&data, true)?),
-    })
+    Ok(PoolChunk { digest: Digest::of(&data), size, blob: Bytes::from(blob::encode(&data, true)?) })
 }
 
 const WORDS: &[&str] = &[
-    "the", "backup", "chunk", "index", "server", "store", "of", "and", "to", "data", "a",
-    "snapshot", "in", "is", "for", "manifest", "client", "verify", "with", "on", "digest",
-    "proxmox", "archive", "fixed", "dynamic", "upload", "reader", "that", "it", "zstd",
-    "error", "time", "2026-11-22T03:00:00Z", "INFO", "WARN", "/var/lib/data", "0x7f3a",
+    "the",
+    "backup",
+    "chunk",
+    "index",
+    "server",
+    "store",
+    "of",
+    "and",
+    "to",
+    "data",
+    "a",
+    "snapshot",
+    "in",
+    "is",
+    "for",
+    "manifest",
+    "client",
+    "verify",
+    "with",
+    "on",
+    "digest",
+    "proxmox",
+    "archive",
+    "fixed",
+    "dynamic",
+    "upload",
+    "reader",
+    "that",
+    "it",
+    "zstd",
+    "error",
+    "time",
+    "2026-11-22T03:00:00Z",
+    "INFO",
+    "WARN",
+    "/var/lib/data",
+    "0x7f3a",
 ];
 
 /// Log-like text: words from a small vocabulary, lines of varying length.
@@ -247,34 +259,22 @@ fn finish_plan(kind: ArchiveKind, ids: Vec<u32>, pool: &[PoolChunk]) -> SessionP
     }
     let digests = ids.iter().map(|&id| pool[id as usize].digest.clone());
     let csum = match kind {
-        ArchiveKind::Fixed => FixedIndex {
-            uuid: [0; 16],
-            ctime: 0,
-            size,
-            chunk_size: FIXED_CHUNK_SIZE,
-            digests: digests.collect(),
+        ArchiveKind::Fixed => {
+            FixedIndex { uuid: [0; 16], ctime: 0, size, chunk_size: FIXED_CHUNK_SIZE, digests: digests.collect() }
+                .csum()
         }
-        .csum(),
         ArchiveKind::Dynamic => DynamicIndex {
             uuid: [0; 16],
             ctime: 0,
             entries: digests
                 .zip(&offsets)
                 .zip(&ids)
-                .map(|((digest, &o), &id)| DynamicEntry {
-                    end: o + pool[id as usize].size,
-                    digest,
-                })
+                .map(|((digest, &o), &id)| DynamicEntry { end: o + pool[id as usize].size, digest })
                 .collect(),
         }
         .csum(),
     };
-    SessionPlan {
-        ids,
-        offsets,
-        size,
-        csum,
-    }
+    SessionPlan { ids, offsets, size, csum }
 }
 
 /// xoshiro256** seeded through splitmix64: fast, and the same stream on every machine.

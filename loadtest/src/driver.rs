@@ -30,9 +30,13 @@ const OPEN_MAX_OUTSTANDING: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Model {
-    Closed { in_flight: usize },
+    Closed {
+        in_flight: usize,
+    },
     /// Target chunk uploads per second, per session.
-    Open { rate: f64 },
+    Open {
+        rate: f64,
+    },
 }
 
 /// Who to talk to and which snapshot this session writes.
@@ -127,8 +131,7 @@ pub async fn backup(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> anyh
     }
 
     let t = Instant::now();
-    s.close(kind, wid, plan.ids.len() as u64, plan.size, &plan.csum)
-        .await?;
+    s.close(kind, wid, plan.ids.len() as u64, plan.size, &plan.csum).await?;
     rec.record("close", t.elapsed());
     let manifest = Manifest {
         backup_type: "host".into(),
@@ -144,8 +147,7 @@ pub async fn backup(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> anyh
         signature: None,
     };
     let t = Instant::now();
-    s.upload_blob(MANIFEST, Bytes::from(manifest.to_blob()))
-        .await?;
+    s.upload_blob(MANIFEST, Bytes::from(manifest.to_blob())).await?;
     rec.record("upload_blob", t.elapsed());
     let t = Instant::now();
     s.finish().await?;
@@ -185,10 +187,7 @@ async fn append(
         anyhow::ensure!(!running.is_empty(), "chunk neither known nor being uploaded");
         reap(running, known).await?;
     }
-    let digests: Vec<Digest> = pending
-        .iter()
-        .map(|(id, _)| w.pool[*id as usize].digest.clone())
-        .collect();
+    let digests: Vec<Digest> = pending.iter().map(|(id, _)| w.pool[*id as usize].digest.clone()).collect();
     let offsets: Vec<u64> = pending.iter().map(|(_, o)| *o).collect();
     let t = Instant::now();
     s.append(kind, wid, &digests, &offsets).await?;
@@ -216,11 +215,7 @@ async fn previous_ids(
 fn index_digests(kind: ArchiveKind, raw: &[u8]) -> anyhow::Result<Vec<Digest>> {
     Ok(match kind {
         ArchiveKind::Fixed => FixedIndex::parse(raw)?.digests,
-        ArchiveKind::Dynamic => DynamicIndex::parse(raw)?
-            .entries
-            .into_iter()
-            .map(|e| e.digest)
-            .collect(),
+        ArchiveKind::Dynamic => DynamicIndex::parse(raw)?.entries.into_iter().map(|e| e.digest).collect(),
     })
 }
 
@@ -234,19 +229,19 @@ pub async fn restore(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> any
         backup_time: ctx.backup_time,
     };
     let t = Instant::now();
-    let r = ctx.client.start_reader(&params).await.map_err(|e| {
-        anyhow::anyhow!("restore needs the reader protocol on the server, which refused it: {e}")
-    })?;
+    let r = ctx
+        .client
+        .start_reader(&params)
+        .await
+        .map_err(|e| anyhow::anyhow!("restore needs the reader protocol on the server, which refused it: {e}"))?;
     rec.record("reader_upgrade", t.elapsed());
     let t = Instant::now();
     r.download(MANIFEST).await?;
     let raw = r.download(w.archive_name()).await?;
     rec.record("download", t.elapsed());
     let mut seen = HashSet::new();
-    let digests: Vec<Digest> = index_digests(w.spec.kind, &raw)?
-        .into_iter()
-        .filter(|d| seen.insert(d.clone()))
-        .collect();
+    let digests: Vec<Digest> =
+        index_digests(w.spec.kind, &raw)?.into_iter().filter(|d| seen.insert(d.clone())).collect();
     let in_flight = request_limit(ctx.model);
     let by_digest = w.ids_by_digest();
     let mut running: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -259,10 +254,7 @@ pub async fn restore(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> any
         running.spawn(async move {
             let t = Instant::now();
             let q = chunkyard::client::encode_query(&[("digest", d.to_hex())]);
-            let body = conn
-                .request(http::Method::GET, "/chunk", &q, Bytes::new(), FORM)
-                .await?
-                .raw()?;
+            let body = conn.request(http::Method::GET, "/chunk", &q, Bytes::new(), FORM).await?.raw()?;
             rec.record("chunk", t.elapsed());
             rec.counters.transferred(body.len() as u64, size);
             Ok(())
@@ -294,10 +286,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// with the pool's chunks as bodies, as many as the session's plan has slots.
 pub async fn speedtest(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> anyhow::Result<()> {
     let params = BackupParams::benchmark(&ctx.store, ctx.backup_time);
-    let params = BackupParams {
-        backup_id: ctx.backup_id.clone(),
-        ..params
-    };
+    let params = BackupParams { backup_id: ctx.backup_id.clone(), ..params };
     let t = Instant::now();
     let s = ctx.client.start_backup(&params).await?;
     rec.record("upgrade", t.elapsed());
@@ -313,9 +302,7 @@ pub async fn speedtest(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> a
         running.spawn(async move {
             let t = Instant::now();
             let wire = body.len() as u64;
-            conn.request(http::Method::POST, "/speedtest", "", body, FORM)
-                .await?
-                .data()?;
+            conn.request(http::Method::POST, "/speedtest", "", body, FORM).await?.data()?;
             rec.record("speedtest", t.elapsed());
             rec.counters.transferred(wire, size);
             Ok(())

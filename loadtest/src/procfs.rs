@@ -17,10 +17,7 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 /// Fields 14 and 15 of /proc/PID/stat; the command name (field 2) may contain spaces and
 /// parentheses, so counting starts after its last `)`.
 fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
-    let rest = stat
-        .rsplit_once(')')
-        .ok_or_else(|| anyhow::anyhow!("unexpected /proc stat format"))?
-        .1;
+    let rest = stat.rsplit_once(')').ok_or_else(|| anyhow::anyhow!("unexpected /proc stat format"))?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14 -> index 11.
     let utime: u64 = fields.get(11).ok_or_else(|| anyhow::anyhow!("short stat"))?.parse()?;

@@ -41,9 +41,7 @@ pub struct Progress {
 }
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One `progress_percent` line (Borg's schema; `info` names the phase).
@@ -108,13 +106,7 @@ impl Progress {
                 }))
             }
         };
-        Progress {
-            task,
-            style,
-            operation,
-            msgid: msgid.to_string(),
-            bar,
-        }
+        Progress { task, style, operation, msgid: msgid.to_string(), bar }
     }
 
     pub fn finish(mut self, rec: &Recorder) {

@@ -46,7 +46,8 @@ pub async fn run(t: &Target, w: &Arc<Workload>, spec: &RunSpec<'_>) -> anyhow::R
     }
     let rec = Arc::new(Recorder::default());
     let cpu0 = t.pid.map(procfs::cpu_seconds).transpose()?;
-    let progress = Progress::start(spec.style, 1, &format!("loadtest.{}", mode_name(spec.mode)), w.logical_bytes(), rec.clone());
+    let progress =
+        Progress::start(spec.style, 1, &format!("loadtest.{}", mode_name(spec.mode)), w.logical_bytes(), rec.clone());
     let started = Instant::now();
     let result = pass(&client, t, w, spec, spec.mode, Pass::Measured, &rec).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -63,9 +64,7 @@ pub async fn run(t: &Target, w: &Arc<Workload>, spec: &RunSpec<'_>) -> anyhow::R
         (Some(pid), Some(a), Some(b)) => {
             let gib = original as f64 / (1u64 << 30) as f64;
             let floor = match spec.mode {
-                Mode::Backup | Mode::Dedup | Mode::Incremental => {
-                    Some(procfs::floor_seconds(w, &uploads)? / gib)
-                }
+                Mode::Backup | Mode::Dedup | Mode::Incremental => Some(procfs::floor_seconds(w, &uploads)? / gib),
                 Mode::Restore | Mode::Speedtest => None,
             };
             let per_gib = (b - a) / gib;
@@ -148,7 +147,11 @@ async fn pass(
         let ctx = SessionCtx {
             client: client.clone(),
             store: t.store.clone(),
-            backup_id: if mode == Mode::Speedtest { "benchmark".into() } else { format!("lt{}-{session}", spec.run_id) },
+            backup_id: if mode == Mode::Speedtest {
+                "benchmark".into()
+            } else {
+                format!("lt{}-{session}", spec.run_id)
+            },
             backup_time: match mode {
                 Mode::Speedtest => spec.tag + session as i64,
                 _ if measured_backup && spec.mode.seeds() => spec.tag + 1,

@@ -48,10 +48,7 @@ pub struct Recorder {
 
 impl Default for Recorder {
     fn default() -> Self {
-        Recorder {
-            hists: Mutex::new(BTreeMap::new()),
-            counters: Counters::default(),
-        }
+        Recorder { hists: Mutex::new(BTreeMap::new()), counters: Counters::default() }
     }
 }
 
@@ -70,10 +67,7 @@ impl Recorder {
 
     pub fn latencies(&self) -> BTreeMap<String, Latency> {
         let hists = self.hists.lock().expect("recorder lock");
-        hists
-            .iter()
-            .map(|(name, h)| (name.to_string(), Latency::of(h)))
-            .collect()
+        hists.iter().map(|(name, h)| (name.to_string(), Latency::of(h))).collect()
     }
 }
 

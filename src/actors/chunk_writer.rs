@@ -18,8 +18,8 @@ use crate::actors::uring::{UringWriter, WriteItem};
 use crate::config::PipelineConfig;
 use crate::format::Digest;
 use crate::metrics::{self as m, Stage};
-use crate::store::{Datastore, InsertOutcome, InsertPlan, StoreError};
 use crate::store::backup::client_io;
+use crate::store::{Datastore, InsertOutcome, InsertPlan, StoreError};
 
 /// Put this verified chunk (final bytes, CRC already fixed) into `store`'s chunk store.
 #[derive(Debug)]
@@ -166,10 +166,8 @@ impl ChunkWriter {
         if to_write.is_empty() {
             return;
         }
-        let items: Vec<WriteItem<'_>> = to_write
-            .iter()
-            .map(|(j, tmp, dest, dir)| WriteItem { tmp, dest, dir, data: &j.msg.blob })
-            .collect();
+        let items: Vec<WriteItem<'_>> =
+            to_write.iter().map(|(j, tmp, dest, dir)| WriteItem { tmp, dest, dir, data: &j.msg.blob }).collect();
         // The datastore's own sync level decides, exactly as for the fallback's `insert`.
         let fsync = to_write.iter().any(|(j, ..)| j.msg.store.chunks().fsync());
         let results = self.uring.as_mut().expect("uring mode").write_batch(&items, fsync);

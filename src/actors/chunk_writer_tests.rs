@@ -38,7 +38,8 @@ async fn exercise(io_uring: bool) -> WriteMethod {
     for (d, raw) in &chunks {
         assert_eq!(&ds.chunks().read(d).unwrap(), raw);
     }
-    let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().contains("tmp")).collect();
+    let leftovers: Vec<_> =
+        walk(dir.path()).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().contains("tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     handle.method()
 }

@@ -120,7 +120,11 @@ impl FinishPool {
     pub fn start(threads: usize) -> FinishPool {
         let threads = threads.max(1);
         let capacity = threads * 4;
-        FinishPool { addr: SyncArbiter::start(threads, || FinishActor), permits: Arc::new(Semaphore::new(capacity)), capacity }
+        FinishPool {
+            addr: SyncArbiter::start(threads, || FinishActor),
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
     }
 
     fn permits_in_use(&self) -> usize {
@@ -128,8 +132,7 @@ impl FinishPool {
     }
 
     pub async fn commit(&self, msg: CommitSnapshot) -> Result<Result<(), FinishFailed>, SessionError> {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| SessionError::Internal("finish pool closed".into()))?;
+        let _permit = self.permits.acquire().await.map_err(|_| SessionError::Internal("finish pool closed".into()))?;
         Stage::Finish.set_queue_depth(self.permits_in_use());
         let r = self.addr.send(msg).await;
         Stage::Finish.set_queue_depth(self.permits_in_use().saturating_sub(1));

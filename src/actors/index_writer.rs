@@ -123,11 +123,18 @@ impl IndexBuilder {
     pub fn close(self, chunk_count: u64, size: u64, csum: &str) -> Result<Vec<u8>, SessionError> {
         let uuid = new_uuid();
         let ctime = chrono::Utc::now().timestamp();
-        let fail = |kind: &'static str, reason: String| SessionError::CloseFailed { kind, name: self.name.to_string(), reason };
+        let fail = |kind: &'static str, reason: String| SessionError::CloseFailed {
+            kind,
+            name: self.name.to_string(),
+            reason,
+        };
         match self.body {
             Body::Dynamic { entries } => {
                 if self.appended != chunk_count {
-                    return Err(fail("dynamic", format!("unexpected chunk count ({} != {chunk_count})", self.appended)));
+                    return Err(fail(
+                        "dynamic",
+                        format!("unexpected chunk count ({} != {chunk_count})", self.appended),
+                    ));
                 }
                 let index = DynamicIndex { uuid, ctime, entries };
                 if index.size() != size {
@@ -140,18 +147,27 @@ impl IndexBuilder {
             }
             Body::Fixed { size: declared, digests, filled, incremental } => {
                 if self.appended != chunk_count {
-                    return Err(fail("fixed", format!("received wrong number of chunk ({} != {chunk_count})", self.appended)));
+                    return Err(fail(
+                        "fixed",
+                        format!("received wrong number of chunk ({} != {chunk_count})", self.appended),
+                    ));
                 }
                 if !incremental {
                     if digests.len() as u64 != chunk_count {
-                        return Err(fail("fixed", format!("unexpected chunk count ({} != {chunk_count})", digests.len())));
+                        return Err(fail(
+                            "fixed",
+                            format!("unexpected chunk count ({} != {chunk_count})", digests.len()),
+                        ));
                     }
                     if declared != size {
                         return Err(fail("fixed", format!("unexpected file size ({declared} != {size})")));
                     }
                     let holes = filled.iter().filter(|f| !**f).count();
                     if holes > 0 {
-                        return Err(fail("fixed", format!("{holes} of {} slots were never written (index has holes)", digests.len())));
+                        return Err(fail(
+                            "fixed",
+                            format!("{holes} of {} slots were never written (index has holes)", digests.len()),
+                        ));
                     }
                 }
                 let index = FixedIndex { uuid, ctime, size: declared, chunk_size: FIXED_CHUNK_SIZE, digests };

@@ -50,7 +50,10 @@ fn fixed_slot_rules_follow_the_reference() {
     let mut b = fixed(size);
     let msg = |r: Result<(), SessionError>| r.unwrap_err().to_string();
     assert_eq!(msg(b.append(&[e(MIB4 + 1, 1, MIB4)])), "got unaligned chunk (pos = 4194305)");
-    assert_eq!(msg(b.append(&[e(2 * MIB4, 1, 200)])), format!("chunk data exceeds size ({} >= {size})", 2 * MIB4 + 200));
+    assert_eq!(
+        msg(b.append(&[e(2 * MIB4, 1, 200)])),
+        format!("chunk data exceeds size ({} >= {size})", 2 * MIB4 + 200)
+    );
     assert_eq!(msg(b.append(&[e(0, 1, 100)])), format!("chunk with unexpected length (100 != {MIB4}"));
     assert_eq!(msg(b.append(&[e(MIB4 - 100, 1, 200)])), format!("chunk with unexpected length (200 != {MIB4}"));
     assert_eq!(msg(b.append(&[e(2 * MIB4 - MIB4 / 2, 1, MIB4 / 2 + 100)])), "got unaligned chunk (pos = 6291456)");
@@ -82,7 +85,10 @@ fn fixed_size_is_capped_before_anything_is_allocated() {
     let name = ArchiveName::parse("disk.img.fidx").unwrap();
     for size in [MAX_FIXED_SIZE + 1, u64::MAX] {
         let err = IndexBuilder::fixed(name.clone(), size, None).unwrap_err();
-        assert_eq!(err.to_string(), format!("fixed index size {size} is larger than the supported 70368744177664 bytes"));
+        assert_eq!(
+            err.to_string(),
+            format!("fixed index size {size} is larger than the supported 70368744177664 bytes")
+        );
     }
     // A 1 TiB image (8.3 MiB of tables) opens as before.
     assert!(IndexBuilder::fixed(name, 1 << 40, None).unwrap().is_fixed());
@@ -122,7 +128,10 @@ fn dynamic_close_checks_count_size_csum_then_encodes() {
         err(mk().close(2, 16, &csum)),
         "dynamic writer 'root.pxar.didx' close failed - unexpected file size (15 != 16)"
     );
-    assert_eq!(err(mk().close(2, 15, &"0".repeat(64))), "dynamic writer 'root.pxar.didx' close failed - got unexpected checksum");
+    assert_eq!(
+        err(mk().close(2, 15, &"0".repeat(64))),
+        "dynamic writer 'root.pxar.didx' close failed - got unexpected checksum"
+    );
     let bytes = mk().close(2, 15, &csum).unwrap();
     let parsed = DynamicIndex::parse(&bytes).unwrap();
     assert_eq!(parsed.entries, vec![DynamicEntry { end: 10, digest: d(1) }, DynamicEntry { end: 15, digest: d(2) }]);
@@ -148,9 +157,18 @@ fn fixed_close_refuses_holes_and_checks_totals() {
         b.append(&[e(2 * MIB4, 3, 1), e(0, 1, MIB4), e(MIB4, 2, MIB4)]).unwrap();
         b
     };
-    assert_eq!(err(mk().close(2, size, &csum)), "fixed writer 'disk.img.fidx' close failed - received wrong number of chunk (3 != 2)");
-    assert_eq!(err(mk().close(3, size + 1, &csum)), format!("fixed writer 'disk.img.fidx' close failed - unexpected file size ({size} != {})", size + 1));
-    assert_eq!(err(mk().close(3, size, &"ab".repeat(32))), "fixed writer 'disk.img.fidx' close failed - got unexpected checksum");
+    assert_eq!(
+        err(mk().close(2, size, &csum)),
+        "fixed writer 'disk.img.fidx' close failed - received wrong number of chunk (3 != 2)"
+    );
+    assert_eq!(
+        err(mk().close(3, size + 1, &csum)),
+        format!("fixed writer 'disk.img.fidx' close failed - unexpected file size ({size} != {})", size + 1)
+    );
+    assert_eq!(
+        err(mk().close(3, size, &"ab".repeat(32))),
+        "fixed writer 'disk.img.fidx' close failed - got unexpected checksum"
+    );
     let parsed = FixedIndex::parse(&mk().close(3, size, &csum).unwrap()).unwrap();
     assert_eq!((parsed.size, parsed.chunk_size, parsed.digests), (size, MIB4, full.to_vec()));
 }

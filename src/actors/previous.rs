@@ -59,12 +59,7 @@ fn dynamic_chunks(index: &DynamicIndex) -> Vec<(Digest, u64)> {
 
 fn fixed_chunks(index: &FixedIndex) -> Vec<(Digest, u64)> {
     let cs = index.chunk_size.max(1);
-    index
-        .digests
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (*d, cs.min(index.size.saturating_sub(i as u64 * cs))))
-        .collect()
+    index.digests.iter().enumerate().map(|(i, d)| (*d, cs.min(index.size.saturating_sub(i as u64 * cs)))).collect()
 }
 
 /// The base's digests of fixed index `name`, if its checksum is `csum` (`reuse-csum`).

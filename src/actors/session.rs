@@ -233,12 +233,14 @@ impl Handler<AppendIndex> for SessionActor {
             Ok((addr, entries, reused))
         })();
         let (addr, entries, reused) = or_reply!(prepared);
-        Box::pin(async move {
-            addr.send(AppendChunks { entries }).await??;
-            metrics::counter!(m::CHUNKS_REUSED).increment(reused);
-            Ok(())
-        }
-        .into_actor(self))
+        Box::pin(
+            async move {
+                addr.send(AppendChunks { entries }).await??;
+                metrics::counter!(m::CHUNKS_REUSED).increment(reused);
+                Ok(())
+            }
+            .into_actor(self),
+        )
     }
 }
 

@@ -91,7 +91,8 @@ impl UringWriter {
 
         // 1. open every tmp file (O_EXCL: the store picked a fresh name)
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
-        let opens = tmps.iter().map(|p| opcode::OpenAt::new(cwd, p.as_ptr()).flags(flags).mode(0o644).build()).collect();
+        let opens =
+            tmps.iter().map(|p| opcode::OpenAt::new(cwd, p.as_ptr()).flags(flags).mode(0o644).build()).collect();
         let mut fds: Vec<Option<i32>> = Vec::with_capacity(n);
         for (i, r) in self.run(opens)?.into_iter().enumerate() {
             match r {
@@ -154,7 +155,8 @@ impl UringWriter {
         // 5. rename into place
         strike("chunk.rename", items, &mut status);
         let ok: Vec<usize> = (0..n).filter(|&i| status[i].is_ok()).collect();
-        let renames = ok.iter().map(|&i| opcode::RenameAt::new(cwd, tmps[i].as_ptr(), cwd, dests[i].as_ptr()).build()).collect();
+        let renames =
+            ok.iter().map(|&i| opcode::RenameAt::new(cwd, tmps[i].as_ptr(), cwd, dests[i].as_ptr()).build()).collect();
         for (&i, r) in ok.iter().zip(self.run(renames)?) {
             if let Err(e) = r {
                 status[i] = Err(e);

@@ -21,12 +21,10 @@ fn batch_writes_files_durably_and_renames_them() {
     std::fs::create_dir(&sub).unwrap();
     // More items than ring entries, to exercise slicing; one large buffer.
     let datas: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000 + i as usize * 7]).chain([vec![7u8; 5 << 20]]).collect();
-    let paths: Vec<_> = (0..datas.len()).map(|i| (sub.join(format!("f{i}.tmp_x")), sub.join(format!("f{i}")))).collect();
-    let items: Vec<_> = paths
-        .iter()
-        .zip(&datas)
-        .map(|((tmp, dest), data)| WriteItem { tmp, dest, dir: &sub, data })
-        .collect();
+    let paths: Vec<_> =
+        (0..datas.len()).map(|i| (sub.join(format!("f{i}.tmp_x")), sub.join(format!("f{i}")))).collect();
+    let items: Vec<_> =
+        paths.iter().zip(&datas).map(|((tmp, dest), data)| WriteItem { tmp, dest, dir: &sub, data }).collect();
     let results = w.write_batch(&items, true);
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     for ((tmp, dest), data) in paths.iter().zip(&datas) {

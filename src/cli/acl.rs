@@ -30,12 +30,19 @@ pub fn run(cli: &Cli, cmd: &AclCommand) -> Result<(), CliError> {
         AclCommand::Set { path, role, authid, no_propagate, out } => {
             let parsed = Role::parse(role).ok_or_else(|| {
                 let known: Vec<String> = Role::ALL.iter().map(|r| format!("{r:?}")).collect();
-                CliError::new(exit::USAGE, "Access.InvalidRole", format!("unknown role '{role}' (known: {})", known.join(", ")))
+                CliError::new(
+                    exit::USAGE,
+                    "Access.InvalidRole",
+                    format!("unknown role '{role}' (known: {})", known.join(", ")),
+                )
             })?;
-            let id = Authid::parse(authid).map_err(|e| CliError::new(exit::USAGE, "Access.InvalidAuthid", e.to_string()))?;
+            let id =
+                Authid::parse(authid).map_err(|e| CliError::new(exit::USAGE, "Access.InvalidAuthid", e.to_string()))?;
             open_store(cli)?.set_acl(path, parsed, &id, !no_propagate).map_err(access_error)?;
             if out.json {
-                output::json(&json!({ "acl": { "path": path, "role": role, "authid": authid, "propagate": !no_propagate } }));
+                output::json(
+                    &json!({ "acl": { "path": path, "role": role, "authid": authid, "propagate": !no_propagate } }),
+                );
             } else {
                 println!("granted {role} on {path} to {authid}");
             }

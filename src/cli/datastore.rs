@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{exit, output, Cli, CliError, DatastoreCommand};
+use super::{Cli, CliError, DatastoreCommand, exit, output};
 use crate::config::{self, Config};
 use crate::format::DatastoreName;
 use crate::store::Datastore;
@@ -17,8 +17,8 @@ pub fn run(cli: &Cli, cmd: &DatastoreCommand) -> Result<(), CliError> {
 }
 
 fn create(cli: &Cli, name: &str, path: &std::path::Path, as_json: bool) -> Result<(), CliError> {
-    let name = DatastoreName::parse(name)
-        .map_err(|e| CliError::new(exit::USAGE, "Datastore.InvalidName", e.to_string()))?;
+    let name =
+        DatastoreName::parse(name).map_err(|e| CliError::new(exit::USAGE, "Datastore.InvalidName", e.to_string()))?;
     if path.as_os_str().is_empty() {
         return Err(CliError::new(exit::USAGE, "Datastore.InvalidPath", "datastore path must not be empty"));
     }
@@ -33,8 +33,9 @@ fn create(cli: &Cli, name: &str, path: &std::path::Path, as_json: bool) -> Resul
             CliError::new(exit::ERROR, "Datastore.CreateFailed", format!("creating {}: {e}", parent.display()))
         })?;
     }
-    Datastore::create(name.clone(), &root)
-        .map_err(|e| CliError::new(exit::ERROR, "Datastore.CreateFailed", format!("creating datastore '{name}': {e}")))?;
+    Datastore::create(name.clone(), &root).map_err(|e| {
+        CliError::new(exit::ERROR, "Datastore.CreateFailed", format!("creating datastore '{name}': {e}"))
+    })?;
     config::register_datastore(&config, name.as_str(), path)?;
     tracing::info!(datastore = %name, path = %root.display(), "datastore created");
     if as_json {

@@ -23,7 +23,8 @@ pub struct GcArgs {
 
 /// Opens a configured or registered datastore by name.
 pub fn open_store(cli: &Cli, name: &str) -> Result<Datastore, CliError> {
-    let name = DatastoreName::parse(name).map_err(|e| CliError::new(exit::USAGE, "Datastore.InvalidName", e.to_string()))?;
+    let name =
+        DatastoreName::parse(name).map_err(|e| CliError::new(exit::USAGE, "Datastore.InvalidName", e.to_string()))?;
     let config = super::load_config(cli, None)?;
     let path = config
         .datastore_path(name.as_str())
@@ -44,14 +45,17 @@ pub fn progress(cli: &Cli, msgid: &'static str) -> impl FnMut(String) + use<> {
     let log_json = cli.log_json;
     let bar = (!log_json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(100);
-        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos:>3}% {elapsed}").expect("static template"));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos:>3}% {elapsed}").expect("static template"),
+        );
         bar
     });
     move |line: String| {
         let pct = line.rsplit_once('(').and_then(|(_, r)| r.strip_suffix("%)")).and_then(|p| p.parse::<u64>().ok());
         match (log_json, pct) {
             (true, Some(p)) => {
-                let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+                let time =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
                 let obj = json!({"type": "progress_percent", "msgid": msgid, "operation": 1, "current": p, "total": 100,
                                  "finished": p >= 100, "message": line, "time": time});
                 eprintln!("{obj}");

@@ -164,7 +164,8 @@ mod tests {
 
     #[test]
     fn human_lines_carry_time_level_target_and_fields() {
-        let out = capture(LogFormat::Human, || tracing::info!(target: "chunkyard::cli", addr = "127.0.0.1:1", "listening"));
+        let out =
+            capture(LogFormat::Human, || tracing::info!(target: "chunkyard::cli", addr = "127.0.0.1:1", "listening"));
         let line = out.trim_end();
         assert!(!line.contains('\n'), "{out}");
         assert!(line.ends_with(" INFO    chunkyard::cli: listening addr=127.0.0.1:1"), "{line}");

@@ -38,7 +38,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn table_aligns_columns() {
-        let t = super::table(&["NAME", "PATH"], &[vec!["store".into(), "/a".into()], vec!["x1234567".into(), "b".into()]]);
+        let t =
+            super::table(&["NAME", "PATH"], &[vec!["store".into(), "/a".into()], vec!["x1234567".into(), "b".into()]]);
         assert_eq!(t, "NAME      PATH\nstore     /a\nx1234567  b\n");
     }
 }

@@ -43,7 +43,9 @@ pub fn run(cli: &Cli, args: &PruneArgs) -> Result<(), CliError> {
         return Err(CliError::new(exit::USAGE, "Prune.InvalidGroup", "prune takes a group TYPE/ID, not a snapshot"));
     }
     let ns = match &args.ns {
-        Some(ns) => Namespace::parse(ns).map_err(|e| CliError::new(exit::USAGE, "Prune.InvalidNamespace", e.to_string()))?,
+        Some(ns) => {
+            Namespace::parse(ns).map_err(|e| CliError::new(exit::USAGE, "Prune.InvalidNamespace", e.to_string()))?
+        }
         None => Namespace::root(),
     };
     let opts = KeepOptions {
@@ -67,8 +69,10 @@ pub fn run(cli: &Cli, args: &PruneArgs) -> Result<(), CliError> {
         let removed = marks.iter().filter(|(_, m)| !m.keep()).count();
         output::json(&json!({ "prune": { "dry_run": args.dry_run, "snapshots": rows, "removed": removed } }));
     } else {
-        let cells: Vec<Vec<String>> =
-            rows.iter().map(|r| vec![r["snapshot"].as_str().unwrap_or("").into(), r["mark"].as_str().unwrap_or("").into()]).collect();
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| vec![r["snapshot"].as_str().unwrap_or("").into(), r["mark"].as_str().unwrap_or("").into()])
+            .collect();
         print!("{}", output::table(&["SNAPSHOT", "DECISION"], &cells));
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{exit, output, CertCommand, Cli, CliError, ServeArgs};
+use super::{CertCommand, Cli, CliError, ServeArgs, exit, output};
 use crate::config::Config;
 
 /// Blocks until the server stops (Ctrl-C). Metrics, certificate and first-start token are
@@ -39,7 +39,8 @@ pub fn cert(cli: &Cli, cmd: &CertCommand) -> Result<(), CliError> {
 fn fingerprint_of(path: &std::path::Path) -> Result<String, CliError> {
     use rustls::pki_types::pem::PemObject;
     let pem = std::fs::read(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound { " (run `chunkyard serve` once to generate it)" } else { "" };
+        let hint =
+            if e.kind() == std::io::ErrorKind::NotFound { " (run `chunkyard serve` once to generate it)" } else { "" };
         CliError::new(exit::ERROR, "Cert.Unreadable", format!("cannot read {}: {e}{hint}", path.display()))
     })?;
     let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)

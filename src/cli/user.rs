@@ -42,10 +42,9 @@ pub fn run(cli: &Cli, cmd: &UserCommand) -> Result<(), CliError> {
         UserCommand::Create { userid, password_stdin, out } => {
             let password = if *password_stdin {
                 let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .map_err(|e| CliError::new(exit::ERROR, "Access.Io", format!("reading password from stdin: {e}")))?;
+                std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+                    CliError::new(exit::ERROR, "Access.Io", format!("reading password from stdin: {e}"))
+                })?;
                 Some(line.trim_end_matches(['\r', '\n']).to_string())
             } else {
                 None

@@ -55,25 +55,31 @@ pub fn parse_target(s: &str) -> Result<(GroupRef, Option<SnapshotRef>), CliError
 pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<(), CliError> {
     let store = open_store(cli, &args.store)?;
     let ns = match &args.ns {
-        Some(ns) => Namespace::parse(ns).map_err(|e| CliError::new(exit::USAGE, "Verify.InvalidNamespace", e.to_string()))?,
+        Some(ns) => {
+            Namespace::parse(ns).map_err(|e| CliError::new(exit::USAGE, "Verify.InvalidNamespace", e.to_string()))?
+        }
         None => Namespace::root(),
     };
     let (group, snapshot) = match &args.what {
         Some(w) => parse_target(w).map(|(g, s)| (Some(g), s))?,
         None => (None, None),
     };
-    let sel = VerifySelection { ns, group, snapshot, ignore_verified: args.ignore_verified, outdated_after_days: args.outdated_after };
+    let sel = VerifySelection {
+        ns,
+        group,
+        snapshot,
+        ignore_verified: args.ignore_verified,
+        outdated_after_days: args.outdated_after,
+    };
     let upid = crate::jobs::new_upid("verify", store.name().as_str(), "root@pam");
     let started = Instant::now();
-    let report = crate::jobs::verify(&store, &sel, &upid, &mut progress(cli, "Verify.Progress")).map_err(job_error("Verify.Failed"))?;
+    let report = crate::jobs::verify(&store, &sel, &upid, &mut progress(cli, "Verify.Progress"))
+        .map_err(job_error("Verify.Failed"))?;
     if args.out.json {
         output::json(&json!({ "verify": report.to_json(started.elapsed().as_secs_f64()) }));
     } else {
-        let rows: Vec<Vec<String>> = report
-            .snapshots
-            .iter()
-            .map(|(s, r)| vec![s.to_string(), format!("{r:?}")])
-            .collect();
+        let rows: Vec<Vec<String>> =
+            report.snapshots.iter().map(|(s, r)| vec![s.to_string(), format!("{r:?}")]).collect();
         print!("{}", output::table(&["SNAPSHOT", "RESULT"], &rows));
     }
     match report.failed() {

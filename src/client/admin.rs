@@ -95,7 +95,9 @@ impl HttpClient {
             .await?
             .data()?;
         let field = |k: &str| {
-            r[k].as_str().map(str::to_owned).ok_or_else(|| ClientError::Protocol(format!("login answer without string '{k}'")))
+            r[k].as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| ClientError::Protocol(format!("login answer without string '{k}'")))
         };
         Ok(Ticket { username: field("username")?, ticket: field("ticket")?, csrf: field("CSRFPreventionToken")? })
     }

@@ -38,11 +38,7 @@ pub struct BackupOptions {
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        BackupOptions {
-            in_flight: 7,
-            compress: true,
-            dynamic_avg: 4 * 1024 * 1024,
-        }
+        BackupOptions { in_flight: 7, compress: true, dynamic_avg: 4 * 1024 * 1024 }
     }
 }
 
@@ -81,13 +77,7 @@ impl BackupSession {
                 Err(_) => None,
             },
         };
-        Ok(Uploader {
-            session: self,
-            options,
-            previous,
-            known: HashSet::new(),
-            files: Vec::new(),
-        })
+        Ok(Uploader { session: self, options, previous, known: HashSet::new(), files: Vec::new() })
     }
 }
 
@@ -103,10 +93,8 @@ impl Uploader<'_> {
         let size = data.len() as u64;
         let wid = self.session.create_fixed_index(name, size, None).await?;
         let step = FIXED_CHUNK_SIZE as usize;
-        let pieces: Vec<(u64, Bytes)> = (0..data.len())
-            .step_by(step)
-            .map(|o| (o as u64, data.slice(o..(o + step).min(data.len()))))
-            .collect();
+        let pieces: Vec<(u64, Bytes)> =
+            (0..data.len()).step_by(step).map(|o| (o as u64, data.slice(o..(o + step).min(data.len())))).collect();
         let mut stats = self.upload(IndexKind::Fixed, wid, name, &pieces).await?;
         let index = FixedIndex {
             uuid: [0; 16],
@@ -116,15 +104,7 @@ impl Uploader<'_> {
             digests: pieces.iter().map(|(_, p)| Digest::of(p)).collect(),
         };
         stats.csum = index.csum();
-        self.session
-            .close(
-                IndexKind::Fixed,
-                wid,
-                pieces.len() as u64,
-                size,
-                &stats.csum,
-            )
-            .await?;
+        self.session.close(IndexKind::Fixed, wid, pieces.len() as u64, size, &stats.csum).await?;
         self.add_file(name, size, stats.csum);
         Ok(stats)
     }
@@ -142,26 +122,10 @@ impl Uploader<'_> {
         let mut stats = self.upload(IndexKind::Dynamic, wid, name, &pieces).await?;
         let entries = pieces
             .iter()
-            .map(|(offset, p)| DynamicEntry {
-                end: offset + p.len() as u64,
-                digest: Digest::of(p),
-            })
+            .map(|(offset, p)| DynamicEntry { end: offset + p.len() as u64, digest: Digest::of(p) })
             .collect();
-        stats.csum = DynamicIndex {
-            uuid: [0; 16],
-            ctime: 0,
-            entries,
-        }
-        .csum();
-        self.session
-            .close(
-                IndexKind::Dynamic,
-                wid,
-                pieces.len() as u64,
-                stats.size,
-                &stats.csum,
-            )
-            .await?;
+        stats.csum = DynamicIndex { uuid: [0; 16], ctime: 0, entries }.csum();
+        self.session.close(IndexKind::Dynamic, wid, pieces.len() as u64, stats.size, &stats.csum).await?;
         self.add_file(name, stats.size, stats.csum);
         Ok(stats)
     }
@@ -185,9 +149,7 @@ impl Uploader<'_> {
             unprotected: serde_json::Map::new(),
             signature: None,
         };
-        self.session
-            .upload_blob(MANIFEST_NAME, Bytes::from(manifest.to_blob()))
-            .await?;
+        self.session.upload_blob(MANIFEST_NAME, Bytes::from(manifest.to_blob())).await?;
         self.session.finish().await?;
         Ok(manifest)
     }
@@ -204,10 +166,7 @@ impl Uploader<'_> {
     /// Downloads the previous index of `name` if the previous manifest lists it, and learns
     /// its chunks. Any failure only means no reuse, as for the real client.
     async fn learn_previous(&mut self, name: &str, kind: IndexKind) {
-        let listed = self
-            .previous
-            .as_ref()
-            .is_some_and(|m| m.files.iter().any(|f| f.filename == name));
+        let listed = self.previous.as_ref().is_some_and(|m| m.files.iter().any(|f| f.filename == name));
         if !listed {
             return;
         }
@@ -215,12 +174,10 @@ impl Uploader<'_> {
             return;
         };
         let digests: Vec<Digest> = match kind {
-            IndexKind::Fixed => FixedIndex::parse(&raw)
-                .map(|i| i.digests)
-                .unwrap_or_default(),
-            IndexKind::Dynamic => DynamicIndex::parse(&raw)
-                .map(|i| i.entries.into_iter().map(|e| e.digest).collect())
-                .unwrap_or_default(),
+            IndexKind::Fixed => FixedIndex::parse(&raw).map(|i| i.digests).unwrap_or_default(),
+            IndexKind::Dynamic => {
+                DynamicIndex::parse(&raw).map(|i| i.entries.into_iter().map(|e| e.digest).collect()).unwrap_or_default()
+            }
         };
         self.known.extend(digests);
     }
@@ -258,11 +215,7 @@ impl Uploader<'_> {
                 }
                 started.insert(digest.clone());
                 stats.uploaded += 1;
-                let (conn, piece, compress) = (
-                    self.session.conn.clone(),
-                    piece.clone(),
-                    self.options.compress,
-                );
+                let (conn, piece, compress) = (self.session.conn.clone(), piece.clone(), self.options.compress);
                 let d = digest.clone();
                 running.spawn(async move {
                     let raw = Bytes::from(blob::encode(&piece, compress)?);
@@ -273,12 +226,10 @@ impl Uploader<'_> {
             }
             pending.push_back((digest, *offset));
             if pending.len() >= APPEND_BATCH {
-                self.flush(kind, wid, &mut pending, &mut running, &mut stats)
-                    .await?;
+                self.flush(kind, wid, &mut pending, &mut running, &mut stats).await?;
             }
         }
-        self.flush(kind, wid, &mut pending, &mut running, &mut stats)
-            .await?;
+        self.flush(kind, wid, &mut pending, &mut running, &mut stats).await?;
         while !running.is_empty() {
             self.reap(&mut running, &mut stats).await?;
         }
@@ -291,8 +242,7 @@ impl Uploader<'_> {
         stats: &mut ArchiveStats,
     ) -> Result<(), ClientError> {
         if let Some(done) = running.join_next().await {
-            let (digest, encoded) =
-                done.map_err(|e| ClientError::Protocol(format!("upload task failed: {e}")))??;
+            let (digest, encoded) = done.map_err(|e| ClientError::Protocol(format!("upload task failed: {e}")))??;
             stats.uploaded_bytes += encoded;
             self.known.insert(digest);
         }
@@ -313,9 +263,7 @@ impl Uploader<'_> {
         // The server registers a chunk before it answers; appending earlier would be refused.
         while pending.iter().any(|(d, _)| !self.known.contains(d)) {
             if running.is_empty() {
-                return Err(ClientError::Protocol(
-                    "chunk neither known nor being uploaded".into(),
-                ));
+                return Err(ClientError::Protocol("chunk neither known nor being uploaded".into()));
             }
             self.reap(running, stats).await?;
         }

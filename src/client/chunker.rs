@@ -17,11 +17,7 @@ impl Chunker {
         let avg = avg.max(64);
         let bits = usize::BITS - 1 - avg.leading_zeros();
         let avg = 1usize << bits;
-        Chunker {
-            min: avg / 4,
-            max: avg * 4,
-            bits,
-        }
+        Chunker { min: avg / 4, max: avg * 4, bits }
     }
 
     /// End offsets of the chunks of `data` (the last one is `data.len()`; none for empty data).
@@ -96,10 +92,6 @@ mod tests {
         let a: Vec<usize> = c.cut_points(&data).into_iter().skip(3).collect();
         let b: Vec<usize> = c.cut_points(&edited).into_iter().map(|e| e - 8).collect();
         let shared = a.iter().filter(|e| b.contains(e)).count();
-        assert!(
-            shared + 3 >= a.len() - 1,
-            "{shared} of {} boundaries kept",
-            a.len()
-        );
+        assert!(shared + 3 >= a.len() - 1, "{shared} of {} boundaries kept", a.len());
     }
 }

@@ -10,9 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::client::session::{
-    BackupParams, BackupSession, ReaderParams, ReaderSession, h2_handshake,
-};
+use crate::client::session::{BackupParams, BackupSession, ReaderParams, ReaderSession, h2_handshake};
 use crate::client::{ClientConfig, ClientError, Response, encode_query};
 
 /// What the real client sends as user agent.
@@ -42,11 +40,7 @@ pub struct HttpClient {
 impl HttpClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         let tls = TlsConnector::from(super::tls::pinned_config(&config.fingerprint)?);
-        Ok(HttpClient {
-            config,
-            tls,
-            conn: tokio::sync::Mutex::new(None),
-        })
+        Ok(HttpClient { config, tls, conn: tokio::sync::Mutex::new(None) })
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -61,12 +55,9 @@ impl HttpClient {
 
     /// TCP + TLS to the server, pinned to the configured fingerprint.
     pub async fn connect_tls(&self) -> Result<TlsStream<TcpStream>, ClientError> {
-        let tcp = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            TcpStream::connect(self.config.addr),
-        )
-        .await
-        .map_err(|_| ClientError::Protocol("connect timed out".into()))??;
+        let tcp = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(self.config.addr))
+            .await
+            .map_err(|_| ClientError::Protocol("connect timed out".into()))??;
         tcp.set_nodelay(true)?;
         // SNI carries the host the user typed; for an address there is none, as with the real client.
         let name = rustls::pki_types::ServerName::IpAddress(self.config.addr.ip().into());
@@ -123,34 +114,22 @@ impl HttpClient {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Full::new(body))?;
         if auth {
-            request.headers_mut().insert(
-                header::AUTHORIZATION,
-                HeaderValue::from_str(&self.auth_header())?,
-            );
+            request.headers_mut().insert(header::AUTHORIZATION, HeaderValue::from_str(&self.auth_header())?);
         }
         for (name, value) in headers {
-            request.headers_mut().insert(
-                HeaderName::from_bytes(name.as_bytes())?,
-                HeaderValue::from_str(value)?,
-            );
+            request.headers_mut().insert(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_str(value)?);
         }
         Ok(request)
     }
 
     /// Authenticated GET of `api2/json/<path>`; the `data` of a successful answer.
-    pub async fn get(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<serde_json::Value, ClientError> {
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<serde_json::Value, ClientError> {
         let mut target = format!("/api2/json/{path}");
         if !query.is_empty() {
             target.push('?');
             target.push_str(&encode_query(query));
         }
-        self.raw(Method::GET, &target, &[], Bytes::new(), true)
-            .await?
-            .data()
+        self.raw(Method::GET, &target, &[], Bytes::new(), true).await?.data()
     }
 
     /// `GET /api2/json/version`.
@@ -183,22 +162,14 @@ impl HttpClient {
         let conn = tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        let request = self.build(
-            Method::GET,
-            target,
-            &[("connection", "upgrade"), ("upgrade", protocol)],
-            Bytes::new(),
-            true,
-        )?;
+        let request =
+            self.build(Method::GET, target, &[("connection", "upgrade"), ("upgrade", protocol)], Bytes::new(), true)?;
         let response = sender.send_request(request).await?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let status = response.status();
             let body = response.into_body().collect().await?.to_bytes();
             conn.abort();
-            return Err(ClientError::Status {
-                status,
-                message: String::from_utf8_lossy(&body).into_owned(),
-            });
+            return Err(ClientError::Status { status, message: String::from_utf8_lossy(&body).into_owned() });
         }
         let upgraded = hyper::upgrade::on(response).await?;
         h2_handshake(TokioIo::new(upgraded)).await

@@ -6,11 +6,11 @@
 use bytes::Bytes;
 
 use crate::client::{ClientError, ReaderSession};
+use crate::format::Digest;
 use crate::format::blob;
 use crate::format::dynamic_index::DynamicIndex;
 use crate::format::fixed_index::FixedIndex;
 use crate::format::manifest::{CryptMode, Manifest};
-use crate::format::Digest;
 
 impl ReaderSession {
     /// `download index.json.blob`, CRC-checked and parsed.

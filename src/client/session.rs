@@ -17,9 +17,7 @@ const AUTHORITY: &str = "localhost:8007";
 
 /// Client side of the HTTP/2 handshake on an upgraded stream; the connection runs on its own
 /// task until the session is dropped.
-pub async fn h2_handshake<IO>(
-    io: IO,
-) -> Result<(h2::client::SendRequest<Bytes>, JoinHandle<()>), ClientError>
+pub async fn h2_handshake<IO>(io: IO) -> Result<(h2::client::SendRequest<Bytes>, JoinHandle<()>), ClientError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -63,11 +61,7 @@ impl BackupParams {
 
     /// `proxmox-backup-client benchmark`: `host/benchmark`, debug off.
     pub fn benchmark(store: &str, backup_time: i64) -> Self {
-        BackupParams {
-            debug: false,
-            benchmark: true,
-            ..Self::new(store, "host", "benchmark", backup_time)
-        }
+        BackupParams { debug: false, benchmark: true, ..Self::new(store, "host", "benchmark", backup_time) }
     }
 
     pub fn query(&self) -> Vec<(&'static str, String)> {
@@ -164,15 +158,11 @@ impl H2Conn {
             let _ = recv.flow_control().release_capacity(data.len());
             all.extend_from_slice(&data);
         }
-        Ok(Response {
-            status,
-            body: all.freeze(),
-        })
+        Ok(Response { status, body: all.freeze() })
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Response, ClientError> {
-        self.request(Method::GET, path, &encode_query(query), Bytes::new(), FORM)
-            .await
+        self.request(Method::GET, path, &encode_query(query), Bytes::new(), FORM).await
     }
 
     /// A GET whose successful body is the answer itself (a file or a chunk), not JSON.
@@ -180,15 +170,9 @@ impl H2Conn {
         self.get(path, &[param]).await?.raw()
     }
 
-    async fn post(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-        body: Bytes,
-    ) -> Result<Response, ClientError> {
+    async fn post(&self, path: &str, query: &[(&str, String)], body: Bytes) -> Result<Response, ClientError> {
         let content_type = if body.is_empty() { FORM } else { OCTETS };
-        self.request(Method::POST, path, &encode_query(query), body, content_type)
-            .await
+        self.request(Method::POST, path, &encode_query(query), body, content_type).await
     }
 }
 
@@ -247,11 +231,7 @@ impl Drop for ConnTask {
 }
 
 impl BackupSession {
-    pub(crate) fn new(
-        send: h2::client::SendRequest<Bytes>,
-        task: JoinHandle<()>,
-        params: BackupParams,
-    ) -> Self {
+    pub(crate) fn new(send: h2::client::SendRequest<Bytes>, task: JoinHandle<()>, params: BackupParams) -> Self {
         BackupSession { conn: H2Conn::new(send), params, _task: ConnTask(task) }
     }
 
@@ -264,19 +244,14 @@ impl BackupSession {
         body: Bytes,
         content_type: &str,
     ) -> Result<Response, ClientError> {
-        self.conn
-            .request(method, path, query, body, content_type)
-            .await
+        self.conn.request(method, path, query, body, content_type).await
     }
 
     pub async fn previous_backup_time(&self) -> Result<Option<i64>, ClientError> {
         let data = self.conn.get("/previous_backup_time", &[]).await?.data()?;
         match data {
             serde_json::Value::Null => Ok(None),
-            v => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| ClientError::Protocol(format!("unexpected backup time {v}"))),
+            v => v.as_i64().map(Some).ok_or_else(|| ClientError::Protocol(format!("unexpected backup time {v}"))),
         }
     }
 
@@ -286,14 +261,7 @@ impl BackupSession {
     }
 
     pub async fn create_dynamic_index(&self, archive_name: &str) -> Result<u64, ClientError> {
-        let r = self
-            .conn
-            .post(
-                "/dynamic_index",
-                &[("archive-name", archive_name.to_string())],
-                Bytes::new(),
-            )
-            .await?;
+        let r = self.conn.post("/dynamic_index", &[("archive-name", archive_name.to_string())], Bytes::new()).await?;
         wid(r.data()?)
     }
 
@@ -308,11 +276,7 @@ impl BackupSession {
             q.push(("reuse-csum", csum.to_string()));
         }
         q.push(("size", size.to_string()));
-        wid(self
-            .conn
-            .post("/fixed_index", &q, Bytes::new())
-            .await?
-            .data()?)
+        wid(self.conn.post("/fixed_index", &q, Bytes::new()).await?.data()?)
     }
 
     /// Uploads one encoded chunk; returns the digest the server echoes. Pipelinable: clone
@@ -343,11 +307,7 @@ impl BackupSession {
         });
         let body = Bytes::from(serde_json::to_vec(&body)?);
         let path = format!("/{}_index", kind.prefix());
-        self.conn
-            .request(Method::PUT, &path, "", body, "application/json")
-            .await?
-            .data()
-            .map(drop)
+        self.conn.request(Method::PUT, &path, "", body, "application/json").await?.data().map(drop)
     }
 
     pub async fn close(
@@ -365,36 +325,22 @@ impl BackupSession {
             ("wid", wid.to_string()),
         ];
         let path = format!("/{}_close", kind.prefix());
-        self.conn
-            .post(&path, &q, Bytes::new())
-            .await?
-            .data()
-            .map(drop)
+        self.conn.post(&path, &q, Bytes::new()).await?.data().map(drop)
     }
 
     /// `POST /blob` with an encoded DataBlob.
     pub async fn upload_blob(&self, file_name: &str, blob: Bytes) -> Result<(), ClientError> {
-        let q = [
-            ("encoded-size", blob.len().to_string()),
-            ("file-name", file_name.to_string()),
-        ];
+        let q = [("encoded-size", blob.len().to_string()), ("file-name", file_name.to_string())];
         self.conn.post("/blob", &q, blob).await?.data().map(drop)
     }
 
     pub async fn finish(&self) -> Result<(), ClientError> {
-        self.conn
-            .post("/finish", &[], Bytes::new())
-            .await?
-            .data()
-            .map(drop)
+        self.conn.post("/finish", &[], Bytes::new()).await?.data().map(drop)
     }
 
     /// `POST /speedtest` as the benchmark sends it (form content type, arbitrary body).
     pub async fn speedtest(&self, body: Bytes) -> Result<serde_json::Value, ClientError> {
-        self.conn
-            .request(Method::POST, "/speedtest", "", body, FORM)
-            .await?
-            .data()
+        self.conn.request(Method::POST, "/speedtest", "", body, FORM).await?.data()
     }
 }
 
@@ -420,8 +366,7 @@ pub async fn upload_chunk(
 }
 
 fn wid(v: serde_json::Value) -> Result<u64, ClientError> {
-    v.as_u64()
-        .ok_or_else(|| ClientError::Protocol(format!("expected a writer id, got {v}")))
+    v.as_u64().ok_or_else(|| ClientError::Protocol(format!("expected a writer id, got {v}")))
 }
 
 /// An open reader session.
@@ -435,15 +380,8 @@ impl ReaderSession {
         ReaderSession { conn: H2Conn::new(send), _task: ConnTask(task) }
     }
 
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        query: &str,
-    ) -> Result<Response, ClientError> {
-        self.conn
-            .request(method, path, query, Bytes::new(), FORM)
-            .await
+    pub async fn request(&self, method: Method, path: &str, query: &str) -> Result<Response, ClientError> {
+        self.conn.request(method, path, query, Bytes::new(), FORM).await
     }
 
     /// `GET /download?file-name=..`: a file of the snapshot, raw.
@@ -467,9 +405,7 @@ impl Response {
         let mut v: serde_json::Value = serde_json::from_slice(&self.body)?;
         match v.get_mut("data") {
             Some(data) => Ok(data.take()),
-            None => Err(ClientError::Protocol(
-                "got result without data property".into(),
-            )),
+            None => Err(ClientError::Protocol("got result without data property".into())),
         }
     }
 
@@ -483,10 +419,7 @@ impl Response {
         if self.status.is_success() {
             Ok(())
         } else {
-            Err(ClientError::Status {
-                status: self.status,
-                message: String::from_utf8_lossy(&self.body).into_owned(),
-            })
+            Err(ClientError::Status { status: self.status, message: String::from_utf8_lossy(&self.body).into_owned() })
         }
     }
 

@@ -61,11 +61,12 @@ pub fn load_with(
 
 /// Parses one TOML file strictly (unknown keys refused) without defaults applied.
 pub fn read_table(path: &Path) -> Result<Table, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let origin = path.display().to_string();
     // Parse once as Config so unknown keys and wrong types are reported with line and column.
-    toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse { origin: origin.clone(), message: e.to_string() })?;
+    toml::from_str::<Config>(&text)
+        .map_err(|e| ConfigError::Parse { origin: origin.clone(), message: e.to_string() })?;
     text.parse::<Table>().map_err(|e| ConfigError::Parse { origin, message: e.to_string() })
 }
 

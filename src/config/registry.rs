@@ -89,8 +89,10 @@ pub fn add(config: &Config, name: &str, path: &Path) -> Result<(), ConfigError> 
     let mut tmp = tempfile::NamedTempFile::new_in(&etc).map_err(io(format!("temp file in {}", etc.display())))?;
     tmp.write_all(text.as_bytes()).map_err(io(format!("writing {}", tmp.path().display())))?;
     tmp.as_file().sync_all().map_err(io(format!("fsync {}", tmp.path().display())))?;
-    tmp.persist(&target).map_err(|e| ConfigError::Io { context: format!("renaming to {}", target.display()), source: e.error })?;
+    tmp.persist(&target)
+        .map_err(|e| ConfigError::Io { context: format!("renaming to {}", target.display()), source: e.error })?;
     let dir = std::fs::File::open(&etc).map_err(io(format!("opening {}", etc.display())))?;
-    nix::unistd::fsync(dir.as_fd()).map_err(|e| ConfigError::Io { context: format!("fsync {}", etc.display()), source: e.into() })?;
+    nix::unistd::fsync(dir.as_fd())
+        .map_err(|e| ConfigError::Io { context: format!("fsync {}", etc.display()), source: e.into() })?;
     Ok(())
 }

@@ -43,9 +43,11 @@ fn embedded_defaults_equal_the_example_file() {
     // no default hides behind serde(default)
     for (path, _) in load::known_keys() {
         let section = if path.len() == 2 { format!("[{}]", path[0]) } else { String::new() };
-        let start = if section.is_empty() { 0 } else { text.find(&section).unwrap_or_else(|| panic!("{section} missing")) };
+        let start =
+            if section.is_empty() { 0 } else { text.find(&section).unwrap_or_else(|| panic!("{section} missing")) };
         let body = &text[start + section.len()..];
-        let body = if section.is_empty() { &body[..body.find("\n[").unwrap()] } else { body.split("\n[").next().unwrap() };
+        let body =
+            if section.is_empty() { &body[..body.find("\n[").unwrap()] } else { body.split("\n[").next().unwrap() };
         let key = path.last().unwrap();
         assert!(
             body.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
@@ -163,4 +165,3 @@ fn registered_datastores_are_merged_and_conflicts_refused() {
     let file = write(dir.path(), "c.toml", "[datastores]\narchive = \"/srv/archive\"\n");
     assert!(load_with(Some(&file), env(&[]), &flags).is_ok(), "same path in both is fine");
 }
-

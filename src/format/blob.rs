@@ -177,9 +177,7 @@ pub fn encode(data: &[u8], compress: bool) -> Result<Vec<u8>, BlobError> {
 pub fn zstd_decode(payload: &[u8]) -> Result<Vec<u8>, BlobError> {
     let dec = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| BlobError::Zstd(e.to_string()))?;
     let mut out = Vec::new();
-    dec.take(MAX_BLOB_SIZE as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BlobError::Zstd(e.to_string()))?;
+    dec.take(MAX_BLOB_SIZE as u64 + 1).read_to_end(&mut out).map_err(|e| BlobError::Zstd(e.to_string()))?;
     if out.len() > MAX_BLOB_SIZE {
         return Err(BlobError::TooLarge);
     }

@@ -24,7 +24,8 @@ fn t7_derived_identifiers() {
     assert_eq!(FINGERPRINT_INPUT[..], Sha256::digest(b"Proxmox Backup Encryption Key Fingerprint")[..]);
 }
 
-const T8: &str = "7b6785be222d4cf0 499d991b 101112131415161718191a1b1c1d1e1f bbe022b70269e0f0d9e91942ac3d0c83 e23f560c88";
+const T8: &str =
+    "7b6785be222d4cf0 499d991b 101112131415161718191a1b1c1d1e1f bbe022b70269e0f0d9e91942ac3d0c83 e23f560c88";
 
 #[test]
 fn t8_encrypted_blob_of_hello() {
@@ -73,7 +74,12 @@ fn t9_manifest() -> Manifest {
         backup_id: "elsa".into(),
         backup_time: 1593179765,
         files: vec![
-            FileEntry { filename: "test1.img.fidx".into(), crypt_mode: CryptMode::Encrypt, size: 200, csum: "01".repeat(32) },
+            FileEntry {
+                filename: "test1.img.fidx".into(),
+                crypt_mode: CryptMode::Encrypt,
+                size: 200,
+                csum: "01".repeat(32),
+            },
             FileEntry { filename: "abc.blob".into(), crypt_mode: CryptMode::None, size: 200, csum: "02".repeat(32) },
         ],
         unprotected,
@@ -175,6 +181,9 @@ fn key_files_with_a_kdf_need_the_passphrase() {
     assert_eq!(kf.open(Some(b"secret phrase")).unwrap().fingerprint(), CryptConfig::new(key).fingerprint());
 
     let greedy = json.replace("\"n\":1024", "\"n\":1073741824");
-    assert!(matches!(KeyFile::parse(greedy.as_bytes()).unwrap().open(Some(b"secret phrase")), Err(CryptError::KeyFile(_))));
+    assert!(matches!(
+        KeyFile::parse(greedy.as_bytes()).unwrap().open(Some(b"secret phrase")),
+        Err(CryptError::KeyFile(_))
+    ));
     assert!(matches!(KeyFile::parse(b"{\"kdf\":null}"), Err(CryptError::KeyFile(_))));
 }

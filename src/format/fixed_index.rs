@@ -103,17 +103,12 @@ impl FixedIndex {
         if size == 0 {
             return Err(IndexError::Invalid("image size is zero".into()));
         }
-        let expected = size
-            .div_ceil(chunk_size)
-            .checked_mul(32)
-            .and_then(|n| n.checked_add(INDEX_HEADER_SIZE as u64));
+        let expected = size.div_ceil(chunk_size).checked_mul(32).and_then(|n| n.checked_add(INDEX_HEADER_SIZE as u64));
         if expected != Some(bytes.len() as u64) {
             return Err(IndexError::WrongFileSize);
         }
-        let digests = bytes[INDEX_HEADER_SIZE..]
-            .chunks_exact(32)
-            .map(|d| Digest(d.try_into().expect("32 bytes")))
-            .collect();
+        let digests =
+            bytes[INDEX_HEADER_SIZE..].chunks_exact(32).map(|d| Digest(d.try_into().expect("32 bytes"))).collect();
         Ok(FixedIndex { uuid: header.uuid, ctime: header.ctime, size, chunk_size, digests })
     }
     /// The whole file, with `index_csum` filled in.

@@ -29,9 +29,8 @@ fn t5_fixed_index_bytes() {
     let mut want = vec![0u8; 4096];
     want[..16].copy_from_slice(&hex::decode("2f7f41ed91fd0fcd0001020304050607").unwrap());
     want[16..32].copy_from_slice(&hex::decode("08090a0b0c0d0e0f00f1536500000000").unwrap());
-    want[32..64].copy_from_slice(
-        &hex::decode("9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50").unwrap(),
-    );
+    want[32..64]
+        .copy_from_slice(&hex::decode("9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50").unwrap());
     want[64..80].copy_from_slice(&hex::decode("05000000000000000000400000000000").unwrap());
     want.extend(hex::decode("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824").unwrap());
     assert_eq!(file, want);

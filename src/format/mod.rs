@@ -14,6 +14,6 @@ pub mod manifest;
 pub mod names;
 
 pub use names::{
-    ArchiveKind, ArchiveName, Authid, BackupId, BackupTime, BackupType, DatastoreName, Digest,
-    GroupRef, NameError, Namespace, SnapshotRef,
+    ArchiveKind, ArchiveName, Authid, BackupId, BackupTime, BackupType, DatastoreName, Digest, GroupRef, NameError,
+    Namespace, SnapshotRef,
 };

@@ -84,8 +84,10 @@ fn exporter_renders_every_metric_with_type_help_and_buckets() {
         assert!(text.contains(&format!("# TYPE {} {ty}\n", m.name)), "{} missing as {ty}:\n{text}", m.name);
         assert!(text.contains(&format!("# HELP {} {}", m.name, m.help)), "{} help missing", m.name);
         for series in series_names(m) {
-            assert!(text.lines().any(|l| l.starts_with(&format!("{series}{{")) || l.starts_with(&format!("{series} "))),
-                "series {series} not rendered:\n{text}");
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{series}{{")) || l.starts_with(&format!("{series} "))),
+                "series {series} not rendered:\n{text}"
+            );
         }
         if m.kind == Kind::Histogram {
             let first = m.buckets[0];
@@ -140,7 +142,10 @@ fn install_for_config_samples_datastore_disks_and_honours_enabled() {
     let ep = install_for_config(&config).unwrap().unwrap();
     let resp = http_get(ep.addr(), "/metrics");
     for name in [DATASTORE_SIZE, DATASTORE_USED, DATASTORE_AVAILABLE] {
-        let line = resp.lines().find(|l| l.starts_with(&format!("{name}{{datastore=\"store\"}}"))).unwrap_or_else(|| panic!("{name}:\n{resp}"));
+        let line = resp
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{datastore=\"store\"}}")))
+            .unwrap_or_else(|| panic!("{name}:\n{resp}"));
         let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(v > 0.0 || name == DATASTORE_USED, "{line}");
     }

@@ -37,7 +37,9 @@ use crate::format::{ArchiveKind, Authid};
 use crate::metrics::{self as m, Stage};
 use crate::protocol::ApiError;
 use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
-use crate::protocol::h2::{BodyError, ConnWindow, OpenWindow, Reply, ReplyResult, parse_query, read_body, serve_steered};
+use crate::protocol::h2::{
+    BodyError, ConnWindow, OpenWindow, Reply, ReplyResult, parse_query, read_body, serve_steered,
+};
 use crate::protocol::inflight::{InflightBytes, Reservation};
 use crate::store::BackupTxn;
 
@@ -119,8 +121,12 @@ pub async fn serve_session<IO>(
     active.decrement(1.0);
     match (kept, ended) {
         (true, _) => tracing::info!(snapshot = %label, "backup finished"),
-        (false, Err(e)) => tracing::warn!(snapshot = %label, "backup session ended without finish ({e}); snapshot removed"),
-        (false, Ok(())) => tracing::info!(snapshot = %label, outcome, "backup session ended without finish; snapshot removed"),
+        (false, Err(e)) => {
+            tracing::warn!(snapshot = %label, "backup session ended without finish ({e}); snapshot removed")
+        }
+        (false, Ok(())) => {
+            tracing::info!(snapshot = %label, outcome, "backup session ended without finish; snapshot removed")
+        }
     }
 }
 
@@ -220,9 +226,9 @@ impl Router {
         let path: String = parts.uri.path().split('/').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
         let path = if path.is_empty() { "/".to_string() } else { path };
         let query = Params::from_query(parse_query(parts.uri.query()));
-        let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let (endpoint, result) =
-            self.route(&parts.method, &path, query, content_type.as_deref(), &mut body).await;
+        let content_type =
+            parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (endpoint, result) = self.route(&parts.method, &path, query, content_type.as_deref(), &mut body).await;
         let status = match &result {
             Ok(_) => StatusCode::OK,
             Err(e) => e.status,
@@ -333,7 +339,9 @@ impl Router {
             Ok(b) => b,
             Err(SizedBody::Broken(e)) => return Err(broken(e)),
             Err(SizedBody::Shorter(got)) => return Err(blob_length(expected, got)),
-            Err(SizedBody::Larger(seen)) => return Err(blob_length(expected, seen + drain(body).await.map_err(broken)?)),
+            Err(SizedBody::Larger(seen)) => {
+                return Err(blob_length(expected, seen + drain(body).await.map_err(broken)?));
+            }
         };
         self.ask(UploadBlob { name, blob }).await?;
         null()

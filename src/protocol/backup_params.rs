@@ -190,11 +190,23 @@ mod tests {
     #[test]
     fn integers_are_range_checked_with_schema_texts() {
         let p = q("wid=0&size=17&x=abc&n=-3");
-        assert_eq!(p.int("wid", 1, 256).unwrap_err().message, "parameter verification failed - 'wid': value must have a minimum value of 1");
-        assert_eq!(p.int("size", 1, 16).unwrap_err().message, "parameter verification failed - 'size': value must have a maximum value of 16");
-        assert_eq!(p.int("x", 0, 9).unwrap_err().message, "parameter verification failed - 'x': Expected integer value.");
+        assert_eq!(
+            p.int("wid", 1, 256).unwrap_err().message,
+            "parameter verification failed - 'wid': value must have a minimum value of 1"
+        );
+        assert_eq!(
+            p.int("size", 1, 16).unwrap_err().message,
+            "parameter verification failed - 'size': value must have a maximum value of 16"
+        );
+        assert_eq!(
+            p.int("x", 0, 9).unwrap_err().message,
+            "parameter verification failed - 'x': Expected integer value."
+        );
         assert_eq!(p.int("n", 0, 9).unwrap_err().status, http::StatusCode::BAD_REQUEST);
-        assert_eq!(p.int("missing", 0, 9).unwrap_err().message, "parameter verification failed - 'missing': property is missing and it is not optional");
+        assert_eq!(
+            p.int("missing", 0, 9).unwrap_err().message,
+            "parameter verification failed - 'missing': property is missing and it is not optional"
+        );
         assert_eq!(p.int("size", 1, 17).unwrap(), 17);
     }
 

@@ -200,11 +200,7 @@ pub async fn read_body(body: &mut h2::RecvStream, max: usize) -> Result<Bytes, B
 /// Query string -> ordered (key, value) pairs, form-urlencoded decoding.
 pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     query
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
+        .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
         .unwrap_or_default()
 }
 
@@ -212,31 +208,21 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 pub fn encode_reply(reply: ReplyResult) -> (StatusCode, &'static str, Bytes) {
     match reply {
         Ok(Reply::Data(value)) => {
-            let body =
-                serde_json::to_vec(&serde_json::json!({ "data": value })).unwrap_or_default();
+            let body = serde_json::to_vec(&serde_json::json!({ "data": value })).unwrap_or_default();
             (StatusCode::OK, JSON_CONTENT_TYPE, Bytes::from(body))
         }
         Ok(Reply::Raw(bytes)) => (StatusCode::OK, "application/octet-stream", bytes),
         // PBS answers errors as plain text under a JSON content type; the client relies on it
         // only to print the text.
-        Err(e) => (
-            e.status,
-            JSON_CONTENT_TYPE,
-            Bytes::from(e.message.into_bytes()),
-        ),
+        Err(e) => (e.status, JSON_CONTENT_TYPE, Bytes::from(e.message.into_bytes())),
     }
 }
 
-fn send_reply(
-    mut respond: h2::server::SendResponse<Bytes>,
-    reply: ReplyResult,
-) -> Result<(), h2::Error> {
+fn send_reply(mut respond: h2::server::SendResponse<Bytes>, reply: ReplyResult) -> Result<(), h2::Error> {
     let (status, content_type, body) = encode_reply(reply);
     let mut response = Response::new(());
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if body.is_empty() {
         respond.send_response(response, true)?;
         return Ok(());
@@ -269,19 +255,10 @@ mod tests {
     #[test]
     fn replies_use_the_pbs_envelope() {
         let (s, ct, b) = encode_reply(Ok(Reply::Data(serde_json::Value::Null)));
-        assert_eq!(
-            (s, ct, &b[..]),
-            (StatusCode::OK, JSON_CONTENT_TYPE, &b"{\"data\":null}"[..])
-        );
+        assert_eq!((s, ct, &b[..]), (StatusCode::OK, JSON_CONTENT_TYPE, &b"{\"data\":null}"[..]));
         let (s, ct, b) = encode_reply(Err(ApiError::bad_request("nope")));
-        assert_eq!(
-            (s, ct, &b[..]),
-            (StatusCode::BAD_REQUEST, JSON_CONTENT_TYPE, &b"nope"[..])
-        );
+        assert_eq!((s, ct, &b[..]), (StatusCode::BAD_REQUEST, JSON_CONTENT_TYPE, &b"nope"[..]));
         let (s, ct, b) = encode_reply(Ok(Reply::Raw(Bytes::from_static(b"\x01\x02"))));
-        assert_eq!(
-            (s, ct, &b[..]),
-            (StatusCode::OK, "application/octet-stream", &b"\x01\x02"[..])
-        );
+        assert_eq!((s, ct, &b[..]), (StatusCode::OK, "application/octet-stream", &b"\x01\x02"[..]));
     }
 }

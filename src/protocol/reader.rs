@@ -163,4 +163,3 @@ impl ReaderRouter {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("reader task failed - {e}")))?
 }
-

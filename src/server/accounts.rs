@@ -6,8 +6,7 @@
 use crate::format::Authid;
 use crate::server::acl::{AclEntry, Role, path_components};
 use crate::server::auth::{
-    AuthError, AuthStore, BOOTSTRAP_TOKEN, BOOTSTRAP_USER, TokenEntry, UserEntry, generate_secret,
-    hash_secret,
+    AuthError, AuthStore, BOOTSTRAP_TOKEN, BOOTSTRAP_USER, TokenEntry, UserEntry, generate_secret, hash_secret,
 };
 use crate::server::files::write_atomic;
 
@@ -26,26 +25,15 @@ impl AuthStore {
         let authid = Authid::parse(BOOTSTRAP_TOKEN).expect("bootstrap token id is valid");
         let secret = generate_secret()?;
         let admin_token = self.etc.join("admin-token.json");
-        publish(&authid, &secret).map_err(|source| AuthError::Save {
-            path: admin_token,
-            source,
-        })?;
+        publish(&authid, &secret).map_err(|source| AuthError::Save { path: admin_token, source })?;
         self.put_token(&authid, &secret)?;
         let acl = self.etc.join("acl.json");
         if !acl.exists() {
-            write_atomic(&acl, b"[]\n", 0o640)
-                .map_err(|source| AuthError::Save { path: acl, source })?;
+            write_atomic(&acl, b"[]\n", 0o640).map_err(|source| AuthError::Save { path: acl, source })?;
         }
-        let user = UserEntry {
-            enable: true,
-            expire: 0,
-            comment: Some("created on first start".into()),
-            password: None,
-        };
-        self.users
-            .write()
-            .expect("user lock")
-            .insert(BOOTSTRAP_USER.to_string(), user);
+        let user =
+            UserEntry { enable: true, expire: 0, comment: Some("created on first start".into()), password: None };
+        self.users.write().expect("user lock").insert(BOOTSTRAP_USER.to_string(), user);
         self.save_users()?;
         Ok(Some(authid))
     }

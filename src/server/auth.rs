@@ -19,9 +19,9 @@ use std::time::SystemTime;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-pub use crate::server::acl::{AclEntry, Privilege, Privs, Role};
 use crate::format::Authid;
 use crate::server::acl::own_privs;
+pub use crate::server::acl::{AclEntry, Privilege, Privs, Role};
 use crate::server::secret_cache::SecretCache;
 use crate::server::ticket::TicketKey;
 
@@ -41,20 +41,14 @@ pub enum AuthError {
     #[error("permission check failed.")]
     LoginFailed,
     #[error("missing permissions '{privilege}' on '{path}'")]
-    MissingPrivilege {
-        privilege: &'static str,
-        path: String,
-    },
+    MissingPrivilege { privilege: &'static str, path: String },
     /// A refused account change (CLI), e.g. an unknown user.
     #[error("{0}")]
     Invalid(String),
     #[error("unable to read {path}: {message}")]
     Load { path: PathBuf, message: String },
     #[error("unable to write {path}: {source}")]
-    Save {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Save { path: PathBuf, source: std::io::Error },
     #[error("unable to hash secret: {0}")]
     Hash(String),
 }
@@ -146,10 +140,8 @@ fn stamp(path: &Path) -> Option<SystemTime> {
 impl AuthStore {
     /// Loads the store from `etc` (missing files = empty); creates the ticket key if absent.
     pub fn open(etc: &Path) -> Result<Arc<AuthStore>, AuthError> {
-        let key = TicketKey::load_or_create(etc).map_err(|source| AuthError::Save {
-            path: etc.join("ticket-key"),
-            source,
-        })?;
+        let key = TicketKey::load_or_create(etc)
+            .map_err(|source| AuthError::Save { path: etc.join("ticket-key"), source })?;
         let store = AuthStore {
             etc: etc.to_path_buf(),
             users: RwLock::new(BTreeMap::new()),
@@ -198,10 +190,7 @@ impl AuthStore {
 
     /// Authenticates a request: the token header if present, else the ticket cookie (plus
     /// the CSRF token on anything but GET).
-    pub async fn authenticate_request(
-        self: &Arc<Self>,
-        creds: Credentials<'_>,
-    ) -> Result<Authid, AuthError> {
+    pub async fn authenticate_request(self: &Arc<Self>, creds: Credentials<'_>) -> Result<Authid, AuthError> {
         self.refresh();
         let creds = creds.visible_only();
         if creds.authorization.is_some() {
@@ -211,19 +200,14 @@ impl AuthStore {
             return Err(AuthError::Failed("no authentication credentials provided."));
         };
         let now = chrono::Utc::now().timestamp();
-        let user = self
-            .key
-            .verify_ticket(&ticket, now)
-            .ok_or(AuthError::Failed("invalid ticket"))?;
+        let user = self.key.verify_ticket(&ticket, now).ok_or(AuthError::Failed("invalid ticket"))?;
         let authid = Authid::parse(&user).map_err(|_| AuthError::Failed("invalid ticket"))?;
         if authid.is_token() {
             return Err(AuthError::Failed("invalid ticket"));
         }
         self.check_user_live(&user)?;
         if !creds.is_get {
-            let csrf = creds
-                .csrf
-                .ok_or(AuthError::Failed("missing CSRF prevention token"))?;
+            let csrf = creds.csrf.ok_or(AuthError::Failed("missing CSRF prevention token"))?;
             let csrf = std::str::from_utf8(csrf).unwrap_or("");
             if !self.key.verify_csrf(&user, csrf, now) {
                 return Err(AuthError::Failed("invalid CSRF prevention token"));
@@ -253,18 +237,11 @@ impl AuthStore {
         let ok = if password.starts_with("PBS:") {
             self.key.verify_ticket(password, now).as_deref() == Some(username)
         } else {
-            let hash = self
-                .users
-                .read()
-                .expect("user lock")
-                .get(username)
-                .and_then(|u| u.password.clone());
+            let hash = self.users.read().expect("user lock").get(username).and_then(|u| u.password.clone());
             match hash {
                 Some(hash) => {
                     let password = password.to_string();
-                    tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
-                        .await
-                        .unwrap_or(false)
+                    tokio::task::spawn_blocking(move || verify_secret(&password, &hash)).await.unwrap_or(false)
                 }
                 None => false,
             }
@@ -280,23 +257,16 @@ impl AuthStore {
     }
 
     /// Authenticates a request from its `Authorization` header value (API tokens).
-    pub async fn authenticate(
-        self: &Arc<Self>,
-        header: Option<&[u8]>,
-    ) -> Result<Authid, AuthError> {
+    pub async fn authenticate(self: &Arc<Self>, header: Option<&[u8]>) -> Result<Authid, AuthError> {
         let (authid, secret) = parse_token_header(header)?;
         let key = authid.to_string();
         let hash = {
             let users = self.users.read().expect("user lock");
             let tokens = self.tokens.read().expect("token lock");
             let token = tokens.get(&key).ok_or(AuthError::Failed("invalid token"))?;
-            let user = users
-                .get(authid.user())
-                .ok_or(AuthError::Failed("invalid token"))?;
+            let user = users.get(authid.user()).ok_or(AuthError::Failed("invalid token"))?;
             if !live(token.enable, token.expire) || !live(user.enable, user.expire) {
-                return Err(AuthError::Failed(
-                    "user account or token disabled or expired.",
-                ));
+                return Err(AuthError::Failed("user account or token disabled or expired."));
             }
             token.hash.clone()
         };
@@ -315,29 +285,22 @@ impl AuthStore {
             return Privs::ALL;
         }
         let acl = self.acl.read().expect("acl lock");
-        let user_privs = if user == BOOTSTRAP_USER {
-            Privs::ALL
-        } else {
-            own_privs(&acl, user, path)
-        };
-        if authid.is_token() {
-            user_privs.intersect(own_privs(&acl, &authid.to_string(), path))
-        } else {
-            user_privs
-        }
+        let user_privs = if user == BOOTSTRAP_USER { Privs::ALL } else { own_privs(&acl, user, path) };
+        if authid.is_token() { user_privs.intersect(own_privs(&acl, &authid.to_string(), path)) } else { user_privs }
     }
 
     /// Whether a user or token of that id exists (and may log in).
     pub fn knows(&self, authid: &Authid) -> bool {
-        let user_ok = self
-            .users
-            .read()
-            .expect("user lock")
-            .get(authid.user())
-            .is_some_and(|u| live(u.enable, u.expire));
+        let user_ok =
+            self.users.read().expect("user lock").get(authid.user()).is_some_and(|u| live(u.enable, u.expire));
         user_ok
             && (!authid.is_token()
-                || self.tokens.read().expect("token lock").get(&authid.to_string()).is_some_and(|t| live(t.enable, t.expire)))
+                || self
+                    .tokens
+                    .read()
+                    .expect("token lock")
+                    .get(&authid.to_string())
+                    .is_some_and(|t| live(t.enable, t.expire)))
     }
 
     pub fn has_privilege(&self, authid: &Authid, path: &str, privilege: Privilege) -> bool {
@@ -345,19 +308,11 @@ impl AuthStore {
     }
 
     /// 403 "missing permissions '<priv>' on '<path>'" unless `authid` holds `privilege`.
-    pub fn check_privilege(
-        &self,
-        authid: &Authid,
-        path: &str,
-        privilege: Privilege,
-    ) -> Result<(), AuthError> {
+    pub fn check_privilege(&self, authid: &Authid, path: &str, privilege: Privilege) -> Result<(), AuthError> {
         if self.has_privilege(authid, path, privilege) {
             return Ok(());
         }
-        Err(AuthError::MissingPrivilege {
-            privilege: privilege.name(),
-            path: path.to_string(),
-        })
+        Err(AuthError::MissingPrivilege { privilege: privilege.name(), path: path.to_string() })
     }
 }
 
@@ -387,15 +342,12 @@ pub fn cookie_ticket(header: &[u8]) -> Option<String> {
 /// the secret percent-decoded.
 pub fn parse_token_header(header: Option<&[u8]>) -> Result<(Authid, String), AuthError> {
     let raw = header.ok_or(AuthError::Failed("no authentication credentials provided."))?;
-    let value =
-        std::str::from_utf8(raw).map_err(|_| AuthError::Failed("invalid authorization header"))?;
+    let value = std::str::from_utf8(raw).map_err(|_| AuthError::Failed("invalid authorization header"))?;
     let rest = value
         .strip_prefix("PBSAPIToken")
         .and_then(|r| r.strip_prefix(' ').or_else(|| r.strip_prefix('=')))
         .ok_or(AuthError::Failed("unsupported authorization header"))?;
-    let (id, secret) = rest
-        .split_once(':')
-        .ok_or(AuthError::Failed("invalid API token header"))?;
+    let (id, secret) = rest.split_once(':').ok_or(AuthError::Failed("invalid API token header"))?;
     let authid = Authid::parse(id).map_err(|_| AuthError::Failed("invalid API token id"))?;
     if !authid.is_token() {
         return Err(AuthError::Failed("invalid API token id"));
@@ -409,15 +361,10 @@ pub fn parse_token_header(header: Option<&[u8]>) -> Result<(Authid, String), Aut
 
 pub(crate) fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, AuthError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AuthError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| AuthError::Load { path: path.to_path_buf(), message: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(AuthError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
+        Err(e) => Err(AuthError::Load { path: path.to_path_buf(), message: e.to_string() }),
     }
 }
 
@@ -428,14 +375,7 @@ pub(crate) fn generate_secret() -> Result<String, AuthError> {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
 }
 
 pub(crate) fn hash_secret(secret: &str) -> Result<String, AuthError> {
@@ -446,9 +386,7 @@ pub(crate) fn hash_secret(secret: &str) -> Result<String, AuthError> {
 }
 
 pub(crate) fn verify_secret(secret: &str, hash: &str) -> bool {
-    argon2::Argon2::default()
-        .verify_password(secret.as_bytes(), hash)
-        .is_ok()
+    argon2::Argon2::default().verify_password(secret.as_bytes(), hash).is_ok()
 }
 
 #[cfg(test)]
@@ -461,17 +399,9 @@ mod tests {
         assert_eq!((id.to_string().as_str(), s.as_str()), ("a@pbs!t", "x y:z"));
         let (id, _) = parse_token_header(Some(b"PBSAPIToken=a@pbs!t:s")).unwrap();
         assert_eq!(id.to_string(), "a@pbs!t");
-        for bad in [
-            &b"PBSAPITokena@pbs!t:s"[..],
-            b"Bearer x",
-            b"PBSAPIToken a@pbs!t",
-            b"PBSAPIToken a@pbs:s",
-            b"\xff",
-        ] {
-            assert!(
-                matches!(parse_token_header(Some(bad)), Err(AuthError::Failed(_))),
-                "{bad:?}"
-            );
+        for bad in [&b"PBSAPITokena@pbs!t:s"[..], b"Bearer x", b"PBSAPIToken a@pbs!t", b"PBSAPIToken a@pbs:s", b"\xff"]
+        {
+            assert!(matches!(parse_token_header(Some(bad)), Err(AuthError::Failed(_))), "{bad:?}");
         }
         assert!(parse_token_header(None).is_err());
     }
@@ -526,32 +456,15 @@ mod tests {
             .unwrap();
         let (id, secret) = published.unwrap();
         let header = format!("PBSAPIToken {id}:{secret}");
-        assert_eq!(
-            store.authenticate(Some(header.as_bytes())).await.unwrap(),
-            id
-        );
+        assert_eq!(store.authenticate(Some(header.as_bytes())).await.unwrap(), id);
         // Second time through the cache, and a wrong secret is still refused after caching.
-        assert_eq!(
-            store.authenticate(Some(header.as_bytes())).await.unwrap(),
-            id
-        );
+        assert_eq!(store.authenticate(Some(header.as_bytes())).await.unwrap(), id);
         let wrong = format!("PBSAPIToken {id}:{secret}x");
         assert!(store.authenticate(Some(wrong.as_bytes())).await.is_err());
         // Reopened from disk: same result, and no second bootstrap.
         let reopened = AuthStore::open(dir.path()).unwrap();
-        assert_eq!(
-            reopened
-                .authenticate(Some(header.as_bytes()))
-                .await
-                .unwrap(),
-            id
-        );
-        assert!(
-            reopened
-                .bootstrap(|_, _| panic!("bootstrapped twice"))
-                .unwrap()
-                .is_none()
-        );
+        assert_eq!(reopened.authenticate(Some(header.as_bytes())).await.unwrap(), id);
+        assert!(reopened.bootstrap(|_, _| panic!("bootstrapped twice")).unwrap().is_none());
         let tokens = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
         assert!(!tokens.contains(&secret) && tokens.contains("$argon2id$"));
     }

@@ -44,10 +44,7 @@ pub(super) async fn accept_loop(
     shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let ctx = Ctx {
-        pipeline: Pipeline::start(&state.config.pipeline),
-        state,
-    };
+    let ctx = Ctx { pipeline: Pipeline::start(&state.config.pipeline), state };
     let stop = async move {
         match shutdown {
             Some(rx) => {
@@ -114,20 +111,8 @@ fn set_keepalive(socket: &tokio::net::TcpStream) {
     let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: fd is a live socket; the option values are c_ints that outlive the calls.
     unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            (&on as *const libc::c_int).cast(),
-            size,
-        );
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_KEEPIDLE,
-            (&idle as *const libc::c_int).cast(),
-            size,
-        );
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, (&on as *const libc::c_int).cast(), size);
+        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, (&idle as *const libc::c_int).cast(), size);
     }
 }
 
@@ -175,11 +160,7 @@ async fn connection(ctx: Ctx, socket: std::net::TcpStream) {
 
 /// Answers one HTTP/1.1 request.
 pub async fn handle(ctx: Ctx, req: Request<Incoming>, busy: bool) -> Response<Body> {
-    let uri_len = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().len())
-        .unwrap_or(0);
+    let uri_len = req.uri().path_and_query().map(|pq| pq.as_str().len()).unwrap_or(0);
     if uri_len > MAX_URI_LEN {
         return empty(StatusCode::URI_TOO_LONG);
     }
@@ -194,19 +175,14 @@ pub async fn handle(ctx: Ctx, req: Request<Incoming>, busy: bool) -> Response<Bo
     let response = result.unwrap_or_else(error_response);
     if endpoint != "upgrade" || response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let status = response.status().as_u16().to_string();
-        metrics::counter!(m::REQUESTS, m::LABEL_ENDPOINT => endpoint, m::LABEL_STATUS => status)
-            .increment(1);
-        metrics::histogram!(m::REQUEST_DURATION, m::LABEL_ENDPOINT => endpoint)
-            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::REQUESTS, m::LABEL_ENDPOINT => endpoint, m::LABEL_STATUS => status).increment(1);
+        metrics::histogram!(m::REQUEST_DURATION, m::LABEL_ENDPOINT => endpoint).record(started.elapsed().as_secs_f64());
     }
     response
 }
 
 /// Routes a request; also names the endpoint for the request metrics (never a raw path).
-async fn route(
-    ctx: Ctx,
-    req: Request<Incoming>,
-) -> (&'static str, Result<Response<Body>, ApiError>) {
+async fn route(ctx: Ctx, req: Request<Incoming>) -> (&'static str, Result<Response<Body>, ApiError>) {
     let path = match normalize_path(req.uri().path()) {
         Ok(path) => path,
         Err(e) => return ("invalid", Err(e)),
@@ -252,9 +228,7 @@ pub fn normalize_path(raw: &str) -> Result<String, ApiError> {
             .decode_utf8()
             .map_err(|_| ApiError::bad_request("invalid path encoding"))?;
         if decoded.contains('/') || decoded == "." || decoded == ".." {
-            return Err(ApiError::bad_request(format!(
-                "invalid path segment '{decoded}'"
-            )));
+            return Err(ApiError::bad_request(format!("invalid path segment '{decoded}'")));
         }
         out.push('/');
         out.push_str(&decoded);
@@ -269,9 +243,7 @@ pub fn reply(result: ReplyResult) -> Response<Body> {
     let (status, content_type, body) = encode_reply(result);
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -291,14 +263,8 @@ mod tests {
 
     #[test]
     fn paths_are_normalized() {
-        assert_eq!(
-            normalize_path("//api2/json/backup").unwrap(),
-            "/api2/json/backup"
-        );
-        assert_eq!(
-            normalize_path("/api2//json/%76ersion/").unwrap(),
-            "/api2/json/version"
-        );
+        assert_eq!(normalize_path("//api2/json/backup").unwrap(), "/api2/json/backup");
+        assert_eq!(normalize_path("/api2//json/%76ersion/").unwrap(), "/api2/json/version");
         assert_eq!(normalize_path("").unwrap(), "/");
         assert!(normalize_path("/api2/a%2Fb").is_err());
         assert!(normalize_path("/api2/%2e%2e/x").is_err());

@@ -34,10 +34,7 @@ use crate::store::Datastore;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("unable to listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -78,10 +75,8 @@ pub fn open_datastores(config: &Config) -> Result<HashMap<String, Arc<Datastore>
     let mut map = HashMap::new();
     for name in config.datastores.keys() {
         let root = config.datastore_path(name).expect("configured datastore has a path");
-        let parsed = DatastoreName::parse(name).map_err(|e| ServerError::Datastore {
-            name: name.clone(),
-            message: e.to_string(),
-        })?;
+        let parsed = DatastoreName::parse(name)
+            .map_err(|e| ServerError::Datastore { name: name.clone(), message: e.to_string() })?;
         let opened = if root.join(".chunks").is_dir() {
             Datastore::open(parsed, &root)
         } else {
@@ -164,11 +159,8 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
     for (name, ds) in &datastores {
         recover(name, ds);
     }
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let admin_token_file = etc.join("admin-token.json");
@@ -198,22 +190,12 @@ pub fn bind(config: Config) -> Result<Bound, ServerError> {
         auth,
         sessions: Arc::new(Semaphore::new(limits.max_sessions)),
         // Room for management calls next to a full house of sessions.
-        connections: Arc::new(Semaphore::new(
-            limits.max_sessions.saturating_mul(2).max(64),
-        )),
+        connections: Arc::new(Semaphore::new(limits.max_sessions.saturating_mul(2).max(64))),
         inflight: InflightBytes::new(limits.max_inflight_bytes),
         datastores,
         config,
     });
-    Ok(Bound {
-        listener,
-        state,
-        addr,
-        fingerprint: tls.fingerprint,
-        bootstrap,
-        admin_token_file,
-        metrics,
-    })
+    Ok(Bound { listener, state, addr, fingerprint: tls.fingerprint, bootstrap, admin_token_file, metrics })
 }
 
 impl Bound {
@@ -223,22 +205,12 @@ impl Bound {
     }
 
     /// Serves until `shutdown` fires (or, without one, until Ctrl-C). Blocking.
-    pub fn serve(
-        self,
-        shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
-    ) -> Result<(), ServerError> {
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+    pub fn serve(self, shutdown: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<(), ServerError> {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let system = actix_rt::System::new();
         let arbiters: Vec<actix_rt::Arbiter> =
             system.block_on(async { (0..workers).map(|_| actix_rt::Arbiter::new()).collect() });
-        let result = system.block_on(http::accept_loop(
-            self.listener,
-            self.state,
-            &arbiters,
-            shutdown,
-        ));
+        let result = system.block_on(http::accept_loop(self.listener, self.state, &arbiters, shutdown));
         for arbiter in &arbiters {
             arbiter.stop();
         }
@@ -257,10 +229,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     println!("chunkyard listening on {}", bound.addr);
     println!("certificate fingerprint: {}", bound.fingerprint);
     if bound.bootstrap.is_some() {
-        println!(
-            "first start: API token for admin@pbs written to {}",
-            bound.admin_token_file.display()
-        );
+        println!("first start: API token for admin@pbs written to {}", bound.admin_token_file.display());
     }
     bound.serve(None)
 }

@@ -38,15 +38,9 @@ impl TestServer {
     /// Starts with the test defaults (loopback, temp data dir, one datastore `store`, the
     /// metrics listener on 127.0.0.1:0) changed by `f`.
     pub fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::Builder::new()
-            .prefix("chunkyard-test")
-            .tempdir()
-            .expect("temp dir");
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
-        };
+        let dir = tempfile::Builder::new().prefix("chunkyard-test").tempdir().expect("temp dir");
+        let mut config =
+            Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_path_buf(), ..Config::default() };
         config.metrics.listen = "127.0.0.1:0".parse().unwrap();
         f(&mut config);
         // An empty `.chunks` makes the server open the store instead of creating 65536
@@ -57,10 +51,7 @@ impl TestServer {
         }
         let store = config.first_datastore();
         let bound = crate::server::bind(config.clone()).expect("test server binds");
-        let (authid, secret) = bound
-            .bootstrap
-            .clone()
-            .expect("fresh data dir bootstraps a token");
+        let (authid, secret) = bound.bootstrap.clone().expect("fresh data dir bootstraps a token");
         let (addr, fingerprint) = (bound.addr, bound.fingerprint.clone());
         let metrics_addr = bound.metrics.as_ref().map(|m| m.addr());
         let inflight = bound.inflight();
@@ -100,9 +91,7 @@ impl TestServer {
 
     /// Path of the test datastore.
     pub fn store_path(&self) -> PathBuf {
-        self.config
-            .datastore_path(&self.store)
-            .expect("test store configured")
+        self.config.datastore_path(&self.store).expect("test store configured")
     }
 }
 

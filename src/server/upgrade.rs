@@ -8,19 +8,17 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::format::{
-    Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef,
-};
+use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
 use crate::protocol::ApiError;
 use crate::protocol::backup::{BackupSessionStart, serve_session};
-use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::protocol::h2::parse_query;
-use crate::server::auth::Privilege;
+use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::server::ServerState;
+use crate::server::auth::Privilege;
 use crate::server::http::{Body, Ctx};
-use tokio::sync::OwnedSemaphorePermit;
 use crate::store::BackupTxn;
 use crate::store::admin::SnapshotReader;
+use tokio::sync::OwnedSemaphorePermit;
 
 pub const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
 pub const READER_PROTOCOL: &str = "proxmox-backup-reader-protocol-v1";
@@ -39,16 +37,7 @@ impl BackupParams {
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut q = Params::new(
             query,
-            &[
-                "store",
-                "ns",
-                "backup-type",
-                "backup-id",
-                "backup-time",
-                "debug",
-                "benchmark",
-                "no-cache",
-            ],
+            &["store", "ns", "backup-type", "backup-id", "backup-time", "debug", "benchmark", "no-cache"],
         )?;
         let store = DatastoreName::parse(&q.required("store")?)?;
         let ns = match q.optional("ns") {
@@ -59,25 +48,14 @@ impl BackupParams {
         let id = BackupId::parse(&q.required("backup-id")?)?;
         let time_text = q.required("backup-time")?;
         let epoch: i64 = time_text.parse().map_err(|_| {
-            ApiError::bad_request(format!(
-                "parameter 'backup-time': value '{time_text}' is not an integer"
-            ))
+            ApiError::bad_request(format!("parameter 'backup-time': value '{time_text}' is not an integer"))
         })?;
         let time = BackupTime::from_epoch(epoch)?;
         let debug = q.boolean("debug")?.unwrap_or(false);
         let benchmark = q.boolean("benchmark")?.unwrap_or(false);
         // Accepted for newer clients (protocol.md 10); a local store has no cache to skip.
         let _no_cache = q.boolean("no-cache")?;
-        Ok(BackupParams {
-            store,
-            ns,
-            snapshot: SnapshotRef {
-                group: GroupRef { ty, id },
-                time,
-            },
-            debug,
-            benchmark,
-        })
+        Ok(BackupParams { store, ns, snapshot: SnapshotRef { group: GroupRef { ty, id }, time }, debug, benchmark })
     }
 
     /// ACL path of the namespace: `/datastore/<store>[/<ns>...]`.
@@ -96,10 +74,7 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn new(query: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = parse_query(query)
-            .into_iter()
-            .filter(|(k, _)| k != "_dc")
-            .collect();
+        let pairs: Vec<(String, String)> = parse_query(query).into_iter().filter(|(k, _)| k != "_dc").collect();
         for (i, (key, _)) in pairs.iter().enumerate() {
             if !known.contains(&key.as_str()) {
                 return Err(ApiError::bad_request(format!(
@@ -107,9 +82,7 @@ impl Params {
                 )));
             }
             if pairs[..i].iter().any(|(k, _)| k == key) {
-                return Err(ApiError::bad_request(format!(
-                    "parameter '{key}': duplicate parameter"
-                )));
+                return Err(ApiError::bad_request(format!("parameter '{key}': duplicate parameter")));
             }
         }
         Ok(Params(pairs))
@@ -122,9 +95,7 @@ impl Params {
 
     fn required(&mut self, key: &str) -> Result<String, ApiError> {
         self.optional(key).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "parameter '{key}': parameter is missing and it is not optional"
-            ))
+            ApiError::bad_request(format!("parameter '{key}': parameter is missing and it is not optional"))
         })
     }
 
@@ -138,9 +109,7 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "on" | "yes" | "true" => Ok(true),
         "0" | "off" | "no" | "false" => Ok(false),
-        _ => Err(ApiError::bad_request(format!(
-            "parameter '{key}': unable to parse boolean '{value}'"
-        ))),
+        _ => Err(ApiError::bad_request(format!("parameter '{key}': unable to parse boolean '{value}'"))),
     }
 }
 
@@ -152,10 +121,7 @@ pub fn check_upgrade_header<B>(req: &Request<B>, protocol: &str) -> Result<(), A
             req.version()
         )));
     }
-    let value = req
-        .headers()
-        .get(header::UPGRADE)
-        .ok_or_else(|| ApiError::bad_request("missing Upgrade header"))?;
+    let value = req.headers().get(header::UPGRADE).ok_or_else(|| ApiError::bad_request("missing Upgrade header"))?;
     if value.as_bytes() != protocol.as_bytes() {
         return Err(ApiError::bad_request("invalid protocol name"));
     }
@@ -166,48 +132,27 @@ pub fn check_upgrade_header<B>(req: &Request<B>, protocol: &str) -> Result<(), A
 pub fn check_benchmark(group: &GroupRef, benchmark: bool) -> Result<(), ApiError> {
     let is_benchmark_group = group.ty == BackupType::Host && group.id.as_str() == "benchmark";
     match (is_benchmark_group, benchmark) {
-        (true, false) => Err(ApiError::bad_request(
-            "unable to run benchmark without --benchmark flags",
-        )),
-        (false, true) => Err(ApiError::bad_request(
-            "benchmark flags is only allowed on 'host/benchmark'",
-        )),
+        (true, false) => Err(ApiError::bad_request("unable to run benchmark without --benchmark flags")),
+        (false, true) => Err(ApiError::bad_request("benchmark flags is only allowed on 'host/benchmark'")),
         _ => Ok(()),
     }
 }
 
 /// `GET /api2/json/backup` with `Upgrade: proxmox-backup-protocol-v1`.
-pub async fn backup(
-    ctx: Ctx,
-    mut req: Request<Incoming>,
-    authid: Authid,
-) -> Result<Response<Body>, ApiError> {
+pub async fn backup(ctx: Ctx, mut req: Request<Incoming>, authid: Authid) -> Result<Response<Body>, ApiError> {
     let params = BackupParams::parse(req.uri().query())?;
     let state = &ctx.state;
-    state
-        .auth
-        .check_privilege(&authid, &params.acl_path(), Privilege::DatastoreBackup)?;
+    state.auth.check_privilege(&authid, &params.acl_path(), Privilege::DatastoreBackup)?;
     let store = state.datastore(&params.store)?;
     check_upgrade_header(&req, BACKUP_PROTOCOL)?;
     check_benchmark(&params.snapshot.group, params.benchmark)?;
     let permit = session_permit(state)?;
-    let (ns, snapshot, owner_check) = (
-        params.ns.clone(),
-        params.snapshot.clone(),
-        !params.benchmark,
-    );
+    let (ns, snapshot, owner_check) = (params.ns.clone(), params.snapshot.clone(), !params.benchmark);
     let begin_auth = authid.clone();
-    let txn = tokio::task::spawn_blocking(move || {
-        BackupTxn::begin(store, ns, snapshot, &begin_auth, owner_check)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("backup start failed - {e}")))??;
-    let start = BackupSessionStart {
-        txn,
-        auth: authid,
-        benchmark: params.benchmark,
-        debug: params.debug,
-    };
+    let txn = tokio::task::spawn_blocking(move || BackupTxn::begin(store, ns, snapshot, &begin_auth, owner_check))
+        .await
+        .map_err(|e| ApiError::internal(format!("backup start failed - {e}")))??;
+    let start = BackupSessionStart { txn, auth: authid, benchmark: params.benchmark, debug: params.debug };
     let (pipeline, limits, inflight) = (ctx.pipeline.clone(), state.config.limits.clone(), state.inflight.clone());
     // Should the client go away between 101 and the first byte, dropping the transaction
     // removes the snapshot.
@@ -219,20 +164,12 @@ pub async fn backup(
 /// `GET /api2/json/reader` with `Upgrade: proxmox-backup-reader-protocol-v1` (protocol.md 1.4
 /// "Reader upgrade checks"): Read or Backup privilege (Backup alone only for owned groups),
 /// the snapshot must exist, a shared lock on it for the whole session, then 101.
-pub async fn reader(
-    ctx: Ctx,
-    mut req: Request<Incoming>,
-    authid: Authid,
-) -> Result<Response<Body>, ApiError> {
+pub async fn reader(ctx: Ctx, mut req: Request<Incoming>, authid: Authid) -> Result<Response<Body>, ApiError> {
     let params = BackupParams::parse(req.uri().query())?;
     let state = &ctx.state;
     let acl_path = params.acl_path();
-    let may_read = state
-        .auth
-        .has_privilege(&authid, &acl_path, Privilege::DatastoreRead);
-    let may_backup = state
-        .auth
-        .has_privilege(&authid, &acl_path, Privilege::DatastoreBackup);
+    let may_read = state.auth.has_privilege(&authid, &acl_path, Privilege::DatastoreRead);
+    let may_backup = state.auth.has_privilege(&authid, &acl_path, Privilege::DatastoreBackup);
     if !may_read && !may_backup {
         return Err(ApiError::bad_request(format!("no permissions on {acl_path}")));
     }
@@ -253,15 +190,9 @@ pub async fn reader(
     })
     .await
     .map_err(|e| ApiError::internal(format!("reader start failed - {e}")))??;
-    let start = ReaderSessionStart {
-        store,
-        snapshot,
-        auth: authid,
-    };
+    let start = ReaderSessionStart { store, snapshot, auth: authid };
     let limits = state.config.limits.clone();
-    Ok(switch_protocols(&mut req, READER_PROTOCOL, permit, move |io| {
-        reader::serve_session(io, start, limits)
-    }))
+    Ok(switch_protocols(&mut req, READER_PROTOCOL, permit, move |io| reader::serve_session(io, start, limits)))
 }
 
 /// Answers 101 and, once hyper hands the connection over, runs the session on it. The
@@ -303,12 +234,8 @@ fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, ApiError>
 fn switching_protocols(protocol: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    response
-        .headers_mut()
-        .insert(header::UPGRADE, HeaderValue::from_static(protocol));
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(protocol));
     response
 }
 
@@ -325,10 +252,9 @@ mod tests {
         assert_eq!(p.snapshot.group.id.as_str(), "myhost");
         assert!(p.debug && !p.benchmark && p.ns.is_root());
         assert_eq!(p.acl_path(), "/datastore/store1");
-        let p = BackupParams::parse(Some(
-            "store=abc&ns=a/b&backup-type=vm&backup-id=1&backup-time=5&_dc=9&benchmark=YES",
-        ))
-        .unwrap();
+        let p =
+            BackupParams::parse(Some("store=abc&ns=a/b&backup-type=vm&backup-id=1&backup-time=5&_dc=9&benchmark=YES"))
+                .unwrap();
         assert!(p.benchmark);
         assert_eq!(p.acl_path(), "/datastore/abc/a/b");
     }
@@ -337,57 +263,30 @@ mod tests {
     fn bad_params_are_refused() {
         let base = "store=abc&backup-type=vm&backup-id=1&backup-time=5";
         for (extra, text) in [
-            (
-                "&foo=1",
-                "parameter 'foo': schema does not allow additional properties",
-            ),
-            (
-                "&debug=maybe",
-                "parameter 'debug': unable to parse boolean 'maybe'",
-            ),
+            ("&foo=1", "parameter 'foo': schema does not allow additional properties"),
+            ("&debug=maybe", "parameter 'debug': unable to parse boolean 'maybe'"),
             ("&store=x", "parameter 'store': duplicate parameter"),
         ] {
             let e = BackupParams::parse(Some(&format!("{base}{extra}"))).unwrap_err();
-            assert_eq!(
-                (e.status, e.message.as_str()),
-                (StatusCode::BAD_REQUEST, text)
-            );
+            assert_eq!((e.status, e.message.as_str()), (StatusCode::BAD_REQUEST, text));
         }
         let e = BackupParams::parse(Some("store=abc&backup-type=vm&backup-id=1")).unwrap_err();
-        assert_eq!(
-            e.message,
-            "parameter 'backup-time': parameter is missing and it is not optional"
-        );
-        assert!(
-            BackupParams::parse(Some("store=abc&backup-type=xx&backup-id=1&backup-time=5"))
-                .is_err()
-        );
-        assert!(
-            BackupParams::parse(Some(
-                "store=abc&backup-type=vm&backup-id=../x&backup-time=5"
-            ))
-            .is_err()
-        );
+        assert_eq!(e.message, "parameter 'backup-time': parameter is missing and it is not optional");
+        assert!(BackupParams::parse(Some("store=abc&backup-type=xx&backup-id=1&backup-time=5")).is_err());
+        assert!(BackupParams::parse(Some("store=abc&backup-type=vm&backup-id=../x&backup-time=5")).is_err());
     }
 
     #[test]
     fn benchmark_rules() {
-        let group = |ty, id| GroupRef {
-            ty,
-            id: BackupId::parse(id).unwrap(),
-        };
+        let group = |ty, id| GroupRef { ty, id: BackupId::parse(id).unwrap() };
         assert!(check_benchmark(&group(BackupType::Host, "benchmark"), true).is_ok());
         assert!(check_benchmark(&group(BackupType::Host, "x"), false).is_ok());
         assert_eq!(
-            check_benchmark(&group(BackupType::Host, "benchmark"), false)
-                .unwrap_err()
-                .message,
+            check_benchmark(&group(BackupType::Host, "benchmark"), false).unwrap_err().message,
             "unable to run benchmark without --benchmark flags"
         );
         assert_eq!(
-            check_benchmark(&group(BackupType::Vm, "benchmark"), true)
-                .unwrap_err()
-                .message,
+            check_benchmark(&group(BackupType::Vm, "benchmark"), true).unwrap_err().message,
             "benchmark flags is only allowed on 'host/benchmark'"
         );
     }

@@ -64,9 +64,7 @@ impl Datastore {
     /// Creates the namespace `parent/name`; the parent must exist. An existing one is fine.
     pub fn create_namespace(&self, parent: &Namespace, name: &str) -> Result<Namespace> {
         if !self.namespace_exists(parent) {
-            return Err(StoreError::NotFound(format!(
-                "cannot create new namespace, parent '{parent}' does not exist"
-            )));
+            return Err(StoreError::NotFound(format!("cannot create new namespace, parent '{parent}' does not exist")));
         }
         // `child` joins and re-parses, so "a/b" would pass as two levels: one component only.
         if name.contains('/') || name.is_empty() {
@@ -135,7 +133,8 @@ impl Datastore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("removing manifest of", &path)(e)),
         }
-        crate::failpoint::check("snapshot.remove", &snap.to_string()).map_err(io_err("removing backup snapshot", &path))?;
+        crate::failpoint::check("snapshot.remove", &snap.to_string())
+            .map_err(io_err("removing backup snapshot", &path))?;
         std::fs::remove_dir_all(&path).map_err(io_err("removing backup snapshot", &path))?;
         Ok(())
     }

@@ -104,8 +104,7 @@ fn second_backup_of_a_group_is_refused_while_first_runs() {
 fn missing_namespace_is_not_found() {
     let (dir, ds) = test_store();
     let ns = Namespace::parse("a/b").unwrap();
-    let err =
-        BackupTxn::begin(ds, ns, snap(BackupType::Host, "h", 1_700_000_000), &auth("u@pbs"), true).unwrap_err();
+    let err = BackupTxn::begin(ds, ns, snap(BackupType::Host, "h", 1_700_000_000), &auth("u@pbs"), true).unwrap_err();
     assert!(matches!(&err, StoreError::NotFound(m) if m == "namespace not found"), "{err:?}");
     assert!(tree(dir.path()).is_empty());
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::format::Digest;
 use crate::failpoint;
+use crate::format::Digest;
 use crate::format::blob::{self, BlobKind};
 use crate::store::durable::{self, io_err};
 use crate::store::{Result, StoreError};
@@ -209,7 +209,8 @@ impl ChunkStore {
     /// Reads a chunk file's raw bytes.
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.chunk_path(digest);
-        std::fs::read(&path).map_err(|source| StoreError::Io { context: format!("reading file {path:?} failed"), source })
+        std::fs::read(&path)
+            .map_err(|source| StoreError::Io { context: format!("reading file {path:?} failed"), source })
     }
 
     /// Sets the chunk's atime to now (GC mark); false if the chunk is missing.

@@ -153,7 +153,9 @@ mod tests {
             let t = tmp_path(Path::new(target));
             assert!(is_tmp_name(t.file_name().unwrap().to_str().unwrap()), "{t:?}");
         }
-        for name in ["index.json.blob", "owner", ".tmp_abcdef", "a.tmp_abcde", "a.tmp_abc-ef", "a.tmp_abcdefg", "c.tmp_didx"] {
+        for name in
+            ["index.json.blob", "owner", ".tmp_abcdef", "a.tmp_abcde", "a.tmp_abc-ef", "a.tmp_abcdefg", "c.tmp_didx"]
+        {
             assert!(!is_tmp_name(name), "{name}");
         }
     }

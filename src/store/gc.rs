@@ -245,10 +245,18 @@ impl Datastore {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(io_err("remove chunk", &entry.path())(e)),
                     }
-                    if bad { status.removed_bad += 1 } else { status.removed_chunks += 1 }
+                    if bad {
+                        status.removed_bad += 1
+                    } else {
+                        status.removed_chunks += 1
+                    }
                     status.removed_bytes += size;
                 } else if atime < oldest_writer {
-                    if bad { status.still_bad += 1 } else { status.pending_chunks += 1 }
+                    if bad {
+                        status.still_bad += 1
+                    } else {
+                        status.pending_chunks += 1
+                    }
                     status.pending_bytes += size;
                 } else {
                     if !bad {

@@ -26,7 +26,8 @@ fn chunk(ds: &Datastore, name: &str, atime: i64) -> Digest {
 }
 
 fn didx(digests: &[Digest]) -> Vec<u8> {
-    let entries = digests.iter().enumerate().map(|(i, d)| DynamicEntry { end: (i as u64 + 1) * 10, digest: *d }).collect();
+    let entries =
+        digests.iter().enumerate().map(|(i, d)| DynamicEntry { end: (i as u64 + 1) * 10, digest: *d }).collect();
     DynamicIndex { uuid: [0; 16], ctime: 0, entries }.encode()
 }
 
@@ -83,7 +84,8 @@ fn mark_and_sweep() {
     let len = |x: &Digest| ds.chunks().len_of(x).unwrap().unwrap();
     assert_eq!(st.disk_bytes, len(&a) + len(&b));
     assert_eq!(st.pending_bytes, len(&e));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(".gc-status")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(".gc-status")).unwrap()).unwrap();
     assert_eq!(json["removed-chunks"], 2);
     assert_eq!(json["upid"], "UPID:test");
     assert_eq!(json["still-bad"], 0);

@@ -1,8 +1,8 @@
 //! Listing: order, the finished flag, and that only valid names are listed.
 
 use super::*;
-use crate::store::backup::tests::{snap, test_store};
 use crate::format::BackupType;
+use crate::store::backup::tests::{snap, test_store};
 
 fn mkdirs(root: &Path, rels: &[&str]) {
     for r in rels {
@@ -24,13 +24,16 @@ fn groups_sorted_and_filtered() {
 fn snapshots_sorted_with_finished_and_protected() {
     let (dir, ds) = test_store();
     let g = "host/h";
-    mkdirs(dir.path(), &[
-        "host/h/2024-01-02T00:00:00Z",
-        "host/h/2024-01-01T00:00:00Z",
-        "host/h/2024-01-03T00:00:00Z",
-        "host/h/2024-01-03T00:00:00+00:00",
-        "host/h/junk",
-    ]);
+    mkdirs(
+        dir.path(),
+        &[
+            "host/h/2024-01-02T00:00:00Z",
+            "host/h/2024-01-01T00:00:00Z",
+            "host/h/2024-01-03T00:00:00Z",
+            "host/h/2024-01-03T00:00:00+00:00",
+            "host/h/junk",
+        ],
+    );
     std::fs::write(dir.path().join(g).join("2024-01-01T00:00:00Z/index.json.blob"), b"").unwrap();
     std::fs::write(dir.path().join(g).join("2024-01-02T00:00:00Z/.protected"), b"").unwrap();
     std::fs::write(dir.path().join(g).join("2024-01-02T00:00:00Z/index.json.blob"), b"").unwrap();

@@ -215,7 +215,10 @@ mod tests {
         let err = DirLock::try_lock(dir.path(), true, "backup group", "another backup is already running").unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("unable to acquire lock on backup group directory {:?} - another backup is already running", dir.path())
+            format!(
+                "unable to acquire lock on backup group directory {:?} - another backup is already running",
+                dir.path()
+            )
         );
         assert!(DirLock::try_lock(dir.path(), false, "snapshot", "busy").is_err());
         drop(a);

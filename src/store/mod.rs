@@ -27,9 +27,9 @@ use crate::format::{DatastoreName, GroupRef, NameError, Namespace, SnapshotRef};
 
 pub use admin::{SnapshotReader, load_manifest};
 pub use backup::{BackupTxn, BaseSnapshot};
-pub use list::SnapshotInfo;
 pub use chunk_store::{ChunkBackend, ChunkStore, InsertOutcome, InsertPlan};
 pub use durable::{fsync_dir, write_atomic};
+pub use list::SnapshotInfo;
 pub use lock::{DirLock, ProcessLocker, SharedGuard};
 
 /// Mode of the datastore's base directory.
@@ -97,7 +97,13 @@ impl Datastore {
         // Fixes "this process's start" before it writes anything here (GC's temp-file rule).
         recover::process_start();
         let locker = Arc::new(ProcessLocker::open(&root.join(".lock"))?);
-        Ok(Datastore { name, root: root.to_path_buf(), chunks: ChunkStore::new(chunks_dir), locker, manifest_lock: Default::default() })
+        Ok(Datastore {
+            name,
+            root: root.to_path_buf(),
+            chunks: ChunkStore::new(chunks_dir),
+            locker,
+            manifest_lock: Default::default(),
+        })
     }
 
     /// The `.lock` file's in-process lock bookkeeping (writers hold it shared, GC exclusive).

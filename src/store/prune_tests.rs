@@ -7,23 +7,29 @@ use chrono::Utc;
 
 fn info(time: &str, finished: bool, protected: bool) -> SnapshotInfo {
     let t = BackupTime::parse_dir_name(time).unwrap();
-    SnapshotInfo {
-        snapshot: SnapshotRef { group: snap(BackupType::Host, "h", 1).group, time: t },
-        finished,
-        protected,
-    }
+    SnapshotInfo { snapshot: SnapshotRef { group: snap(BackupType::Host, "h", 1).group, time: t }, finished, protected }
 }
 
 fn run(list: &[SnapshotInfo], opts: &KeepOptions) -> Vec<(String, PruneMark)> {
-    compute_prune(list, opts, &Utc).into_iter().map(|(s, m)| (s.snapshot.time.dir_name()[5..13].to_string(), m)).collect()
+    compute_prune(list, opts, &Utc)
+        .into_iter()
+        .map(|(s, m)| (s.snapshot.time.dir_name()[5..13].to_string(), m))
+        .collect()
 }
 
 fn t10() -> Vec<SnapshotInfo> {
-    ["2024-01-01T10:00:00Z", "2024-01-09T10:00:00Z", "2024-01-02T10:00:00Z", "2024-01-08T10:00:00Z",
-     "2024-01-01T12:00:00Z", "2024-01-07T10:00:00Z", "2024-01-09T18:00:00Z"]
-        .iter()
-        .map(|t| info(t, true, false))
-        .collect()
+    [
+        "2024-01-01T10:00:00Z",
+        "2024-01-09T10:00:00Z",
+        "2024-01-02T10:00:00Z",
+        "2024-01-08T10:00:00Z",
+        "2024-01-01T12:00:00Z",
+        "2024-01-07T10:00:00Z",
+        "2024-01-09T18:00:00Z",
+    ]
+    .iter()
+    .map(|t| info(t, true, false))
+    .collect()
 }
 
 #[test]
@@ -74,7 +80,11 @@ fn partial_and_protected() {
 fn weekly_uses_iso_weeks_and_monthly_yearly() {
     use PruneMark::*;
     // 2023-01-01 is a Sunday in ISO week 2022/52.
-    let list = [info("2023-01-02T00:00:00Z", true, false), info("2023-01-01T00:00:00Z", true, false), info("2022-12-31T00:00:00Z", true, false)];
+    let list = [
+        info("2023-01-02T00:00:00Z", true, false),
+        info("2023-01-01T00:00:00Z", true, false),
+        info("2022-12-31T00:00:00Z", true, false),
+    ];
     let weekly = KeepOptions { keep_weekly: Some(5), ..Default::default() };
     assert_eq!(run(&list, &weekly).into_iter().map(|(_, m)| m).collect::<Vec<_>>(), [Keep, Keep, Remove]);
     let yearly = KeepOptions { keep_yearly: Some(5), ..Default::default() };

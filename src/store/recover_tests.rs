@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::format::{Authid, BackupType, Digest};
-use crate::store::backup::tests::{finished, snap, test_store, tree};
 use crate::store::BackupTxn;
+use crate::store::backup::tests::{finished, snap, test_store, tree};
 use std::sync::Arc;
 
 fn begin(ds: &Arc<Datastore>, s: &crate::format::SnapshotRef) -> BackupTxn {
@@ -51,20 +51,44 @@ fn removes_what_a_crash_left_and_nothing_else() {
 
     let r = ds.recover().unwrap();
     let rel = |v: &[PathBuf]| {
-        let mut v: Vec<String> = v.iter().map(|p| p.strip_prefix(root).unwrap().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> =
+            v.iter().map(|p| p.strip_prefix(root).unwrap().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     };
-    assert_eq!(rel(&r.snapshots), ["ct/9/2023-11-14T22:13:20Z", "host/h/2023-11-14T22:15:00Z", "vm/100/2023-11-14T22:13:20Z"]);
+    assert_eq!(
+        rel(&r.snapshots),
+        ["ct/9/2023-11-14T22:13:20Z", "host/h/2023-11-14T22:15:00Z", "vm/100/2023-11-14T22:13:20Z"]
+    );
     assert_eq!(rel(&r.groups), ["ct/7", "vm/100"]);
-    assert_eq!(rel(&r.temp_files), [".gc-status.tmp_gc0000", "ct/7/owner.tmp_0a1b2c", "host/h/2023-11-14T22:13:20Z/index.json.tmp_Ab3xYz", "host/h/notes.tmp_zzzzzz"]);
+    assert_eq!(
+        rel(&r.temp_files),
+        [
+            ".gc-status.tmp_gc0000",
+            "ct/7/owner.tmp_0a1b2c",
+            "host/h/2023-11-14T22:13:20Z/index.json.tmp_Ab3xYz",
+            "host/h/notes.tmp_zzzzzz"
+        ]
+    );
     assert_eq!(rel(&r.busy), ["host/live"]);
     assert_eq!(
         tree(root),
         [
-            "ct", "ct/8", "ct/8/owner", "ct/9", "ct/9/README", "ct/9/owner",
-            "host", "host/h", "host/h/2023-11-14T22:13:20Z", "host/h/2023-11-14T22:13:20Z/index.json.blob", "host/h/owner",
-            "host/live", "host/live/2023-11-14T22:13:20Z", "host/live/2023-11-14T22:13:20Z/x.tmp_AAAAAA", "host/live/owner",
+            "ct",
+            "ct/8",
+            "ct/8/owner",
+            "ct/9",
+            "ct/9/README",
+            "ct/9/owner",
+            "host",
+            "host/h",
+            "host/h/2023-11-14T22:13:20Z",
+            "host/h/2023-11-14T22:13:20Z/index.json.blob",
+            "host/h/owner",
+            "host/live",
+            "host/live/2023-11-14T22:13:20Z",
+            "host/live/2023-11-14T22:13:20Z/x.tmp_AAAAAA",
+            "host/live/owner",
         ]
     );
     assert!(chunk_tmp.exists());
@@ -87,7 +111,8 @@ fn namespaces_are_recovered_too() {
     let ns = ds.create_namespace(&Namespace::root(), "site-a").unwrap();
     let child = ds.create_namespace(&ns, "rack1").unwrap();
     let s = snap(BackupType::Vm, "100", 1_700_000_000);
-    let txn = BackupTxn::begin(Arc::clone(&ds), child.clone(), s.clone(), &Authid::parse("u@pbs").unwrap(), true).unwrap();
+    let txn =
+        BackupTxn::begin(Arc::clone(&ds), child.clone(), s.clone(), &Authid::parse("u@pbs").unwrap(), true).unwrap();
     std::fs::write(txn.path.join("x.fidx"), b"partial").unwrap();
     txn.commit();
     let r = ds.recover().unwrap();

@@ -134,7 +134,12 @@ impl Datastore {
         self.verify_chunks(chunks, entry.crypt_mode, cache)
     }
 
-    fn verify_chunks(&self, chunks: Vec<(Digest, u64)>, mode: CryptMode, cache: &mut VerifyCache) -> Result<(), String> {
+    fn verify_chunks(
+        &self,
+        chunks: Vec<(Digest, u64)>,
+        mode: CryptMode,
+        cache: &mut VerifyCache,
+    ) -> Result<(), String> {
         let mut seen = HashSet::new();
         let mut todo: Vec<(u64, Digest, u64)> = Vec::new();
         let mut errors = Vec::new();

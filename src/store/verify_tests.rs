@@ -23,8 +23,8 @@ fn entry(name: &str, mode: CryptMode, size: u64, csum: [u8; 32]) -> FileEntry {
 fn fixture() -> Fixture {
     let (dir, ds) = test_store();
     let s = snap(BackupType::Host, "h", 1_700_000_000);
-    let txn =
-        BackupTxn::begin(Arc::clone(&ds), Namespace::root(), s.clone(), &Authid::parse("u@pbs").unwrap(), true).unwrap();
+    let txn = BackupTxn::begin(Arc::clone(&ds), Namespace::root(), s.clone(), &Authid::parse("u@pbs").unwrap(), true)
+        .unwrap();
     let datas: [&[u8]; 3] = [b"first chunk", b"second chunk, compressible ........................", b"fixed"];
     let chunks: Vec<Digest> = datas
         .iter()
@@ -100,8 +100,8 @@ fn corrupt_chunk_is_quarantined_and_snapshot_fails() {
     assert!(f.ds.chunks().chunk_path(&f.chunks[0]).exists());
     // The failed snapshot is no base: the next backup re-uploads everything.
     let next = snap(BackupType::Host, "h", 1_700_000_100);
-    let txn = BackupTxn::begin(Arc::clone(&f.ds), Namespace::root(), next, &Authid::parse("u@pbs").unwrap(), true)
-        .unwrap();
+    let txn =
+        BackupTxn::begin(Arc::clone(&f.ds), Namespace::root(), next, &Authid::parse("u@pbs").unwrap(), true).unwrap();
     assert!(txn.base.is_none());
 }
 

@@ -117,10 +117,26 @@ pub fn regex(name: &str) -> String {
 /// non-ASCII, leading dot or dash, very long.
 pub fn unsafe_names(ext: &str) -> Vec<String> {
     let mut v: Vec<String> = vec![
-        String::new(), "..".into(), ".".into(), format!("../a{ext}"), format!("a/b{ext}"), format!("/a{ext}"),
-        format!("%2Fa{ext}"), format!("..%2F..%2Fa{ext}"), format!("a\0{ext}"), format!("\u{202E}a{ext}"),
-        format!("a\u{200B}{ext}"), format!("ä{ext}"), format!(".a{ext}"), format!("-a{ext}"), format!("a b{ext}"),
-        format!("a\\b{ext}"), format!("a:b{ext}"), format!("a\n{ext}"), ext.to_string(), format!("{}{ext}", "../".repeat(300)),
+        String::new(),
+        "..".into(),
+        ".".into(),
+        format!("../a{ext}"),
+        format!("a/b{ext}"),
+        format!("/a{ext}"),
+        format!("%2Fa{ext}"),
+        format!("..%2F..%2Fa{ext}"),
+        format!("a\0{ext}"),
+        format!("\u{202E}a{ext}"),
+        format!("a\u{200B}{ext}"),
+        format!("ä{ext}"),
+        format!(".a{ext}"),
+        format!("-a{ext}"),
+        format!("a b{ext}"),
+        format!("a\\b{ext}"),
+        format!("a:b{ext}"),
+        format!("a\n{ext}"),
+        ext.to_string(),
+        format!("{}{ext}", "../".repeat(300)),
     ];
     v.push(format!("a{ext}\u{0}"));
     v
@@ -133,7 +149,20 @@ pub fn mutations(name: &str, kind: &Kind) -> Vec<Mutation> {
     match *kind {
         Kind::Int(min, max) => {
             out.push(m(Val::Twice, int_type(name)));
-            for bad in ["", "abc", "1.5", "0x10", " 1", "1 ", "1e3", "١", "NaN", "--1", "1_000", "340282366920938463463374607431768211456"] {
+            for bad in [
+                "",
+                "abc",
+                "1.5",
+                "0x10",
+                " 1",
+                "1 ",
+                "1e3",
+                "١",
+                "NaN",
+                "--1",
+                "1_000",
+                "340282366920938463463374607431768211456",
+            ] {
                 out.push(m(set(bad), int_type(name)));
             }
             out.push(m(set("-1"), min_err(name, min)));
@@ -148,8 +177,17 @@ pub fn mutations(name: &str, kind: &Kind) -> Vec<Mutation> {
         Kind::Digest => {
             out.push(m(Val::Twice, schema(name, "Expected string value.")));
             let z = "0".repeat(64);
-            for bad in [String::new(), z[1..].to_string(), format!("{z}0"), "A".repeat(64), "g".repeat(64),
-                format!("{}\0", &z[1..]), format!(" {}", &z[1..]), format!("{}é", &z[2..]), "../".repeat(22)] {
+            for bad in [
+                String::new(),
+                z[1..].to_string(),
+                format!("{z}0"),
+                "A".repeat(64),
+                "g".repeat(64),
+                format!("{}\0", &z[1..]),
+                format!(" {}", &z[1..]),
+                format!("{}é", &z[2..]),
+                "../".repeat(22),
+            ] {
                 out.push(m(Val::Set(bad), regex(name)));
             }
         }
@@ -159,8 +197,14 @@ pub fn mutations(name: &str, kind: &Kind) -> Vec<Mutation> {
             for bad in unsafe_names(ext) {
                 out.push(m(Val::Set(bad), regex(name)));
             }
-            let mut wrong: Vec<String> = vec!["a.txt".into(), "a".into(), "didx".into(), format!("a{ext}.tmp"), format!("a{ext}x"),
-                format!("{}{ext}", "x".repeat(250))];
+            let mut wrong: Vec<String> = vec![
+                "a.txt".into(),
+                "a".into(),
+                "didx".into(),
+                format!("a{ext}.tmp"),
+                format!("a{ext}x"),
+                format!("{}{ext}", "x".repeat(250)),
+            ];
             if !matches!(which, Ext::Any) {
                 wrong.extend([".didx", ".fidx", ".blob"].iter().filter(|e| **e != ext).map(|e| format!("a{e}")));
             }

@@ -14,7 +14,9 @@ pub fn promtool() -> Option<PathBuf> {
         if std::env::var_os("CI").is_some() {
             panic!("promtool is required under CI: install Debian's `prometheus` package (.ci/run does)");
         }
-        eprintln!("\n*** SKIPPING promtool checks: promtool not found on PATH (apt-get install prometheus, or run .ci/run) ***\n");
+        eprintln!(
+            "\n*** SKIPPING promtool checks: promtool not found on PATH (apt-get install prometheus, or run .ci/run) ***\n"
+        );
     }
     found
 }

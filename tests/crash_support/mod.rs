@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chunkyard::client::{BackupOptions, BackupParams, ClientConfig, ClientError, HttpClient, ReaderParams};
-use chunkyard::format::manifest::Manifest;
 use chunkyard::format::BackupTime;
+use chunkyard::format::manifest::Manifest;
 use chunkyard::server::testing::noise;
 use serde_json::Value;
 
@@ -71,8 +71,10 @@ impl Serve {
             let found = {
                 let lines = output.lock().unwrap();
                 let addr = lines.iter().find_map(|l| l.strip_prefix("chunkyard listening on ")?.trim().parse().ok());
-                let metrics = lines.iter().find_map(|l| l.split("http://").nth(1)?.split("/metrics").next()?.parse().ok());
-                let fp = lines.iter().find_map(|l| Some(l.strip_prefix("certificate fingerprint: ")?.trim().to_string()));
+                let metrics =
+                    lines.iter().find_map(|l| l.split("http://").nth(1)?.split("/metrics").next()?.parse().ok());
+                let fp =
+                    lines.iter().find_map(|l| Some(l.strip_prefix("certificate fingerprint: ")?.trim().to_string()));
                 match (addr, metrics, fp) {
                     (Some(a), Some(m), Some(f)) => Some((a, m, f)),
                     _ => None,
@@ -87,7 +89,8 @@ impl Serve {
             assert!(Instant::now() < deadline, "serve did not start:\n{}", output.lock().unwrap().join("\n"));
             std::thread::sleep(Duration::from_millis(10));
         };
-        let token: Value = serde_json::from_slice(&std::fs::read(data_dir.join("etc/admin-token.json")).unwrap()).unwrap();
+        let token: Value =
+            serde_json::from_slice(&std::fs::read(data_dir.join("etc/admin-token.json")).unwrap()).unwrap();
         let client = HttpClient::new(ClientConfig {
             addr,
             fingerprint,
@@ -266,7 +269,8 @@ pub fn unfinished_snapshots(store: &Path) -> Vec<PathBuf> {
 pub async fn gc(client: &HttpClient) -> String {
     use http::Method;
     let upid = client.call(Method::POST, &format!("admin/datastore/{STORE}/gc"), &[], None).await.unwrap();
-    let enc = percent_encoding::utf8_percent_encode(upid.as_str().unwrap(), percent_encoding::NON_ALPHANUMERIC).to_string();
+    let enc =
+        percent_encoding::utf8_percent_encode(upid.as_str().unwrap(), percent_encoding::NON_ALPHANUMERIC).to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let st = client.call(Method::GET, &format!("nodes/localhost/tasks/{enc}/status"), &[], None).await.unwrap();

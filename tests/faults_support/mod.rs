@@ -62,7 +62,11 @@ impl Archives {
         let mut seed = Self::seed();
         let (len, half) = (seed.dynamic.1.len(), seed.dynamic.1.len() / 2);
         seed.dynamic.1[half..].copy_from_slice(&data(len - half, 12));
-        Archives { blob: ("conf.blob", data(310, 11)), dynamic: seed.dynamic, fixed: ("disk.img.fidx", data(80 * 1024, 13)) }
+        Archives {
+            blob: ("conf.blob", data(310, 11)),
+            dynamic: seed.dynamic,
+            fixed: ("disk.img.fidx", data(80 * 1024, 13)),
+        }
     }
 
     /// The session on another group that runs while the victim meets its fault.
@@ -99,7 +103,13 @@ impl Archives {
 
     /// Restores every archive of the snapshot through a reader session and compares it.
     pub async fn assert_restored(&self, server: &TestServer, id: &str, time: i64) {
-        let params = ReaderParams { store: server.store.clone(), ns: None, backup_type: "host".into(), backup_id: id.into(), backup_time: time };
+        let params = ReaderParams {
+            store: server.store.clone(),
+            ns: None,
+            backup_type: "host".into(),
+            backup_id: id.into(),
+            backup_time: time,
+        };
         let reader = client(server).start_reader(&params).await.expect("reader session starts");
         let manifest = reader.manifest().await.unwrap();
         for (name, bytes) in [&self.blob, &self.dynamic, &self.fixed] {

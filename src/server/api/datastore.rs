@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use crate::format::{DatastoreName, Namespace};
 use crate::protocol::ApiError;
 use crate::protocol::h2::ReplyResult;
-use crate::server::api::{Call, blocking, data};
 use crate::server::api::tasks;
+use crate::server::api::{Call, blocking, data};
 use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::store::gc::GcOptions;
 

@@ -30,8 +30,10 @@ pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
             }
             let snapshots = store.snapshots(&ns, &group)?;
             let Some(last) = snapshots.iter().rev().find(|s| s.finished).or(snapshots.last()) else { continue };
-            let files: Vec<String> =
-                store.snapshot_files(&ns, &last.snapshot).map(|f| f.into_iter().map(|f| f.name).collect()).unwrap_or_default();
+            let files: Vec<String> = store
+                .snapshot_files(&ns, &last.snapshot)
+                .map(|f| f.into_iter().map(|f| f.name).collect())
+                .unwrap_or_default();
             let mut entry = json!({
                 "backup-type": group.ty.as_str(),
                 "backup-id": group.id.as_str(),
@@ -40,7 +42,8 @@ pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
                 "files": files,
                 "owner": owner.to_string(),
             });
-            if let Some(comment) = store.group_notes(&ns, &group).ok().and_then(|n| n.lines().next().map(str::to_owned)) {
+            if let Some(comment) = store.group_notes(&ns, &group).ok().and_then(|n| n.lines().next().map(str::to_owned))
+            {
                 entry["comment"] = Value::String(comment);
             }
             out.push(entry);

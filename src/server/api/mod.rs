@@ -119,11 +119,7 @@ pub(crate) async fn read_request(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<(Params, Option<String>, Bytes), ApiError> {
-    let content_type = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let params = Params::from_query(parse_query(req.uri().query()));
     let body = Limited::new(req.into_body(), limit)
         .collect()
@@ -216,7 +212,13 @@ impl Call {
 
     /// PBS's two-level check: `full` grants access to every group, `partial` only to the
     /// caller's own (returns `Limited`); neither is 403.
-    pub fn access(&self, store: &DatastoreName, ns: &Namespace, full: &[Privilege], partial: Privilege) -> Result<Access, ApiError> {
+    pub fn access(
+        &self,
+        store: &DatastoreName,
+        ns: &Namespace,
+        full: &[Privilege],
+        partial: Privilege,
+    ) -> Result<Access, ApiError> {
         if full.iter().any(|p| self.has(store, ns, *p)) {
             return Ok(Access::Full);
         }
@@ -254,7 +256,12 @@ pub enum Access {
 }
 
 /// 400 "backup owner check failed (<authid> != <owner>)" unless `authid` matches the owner.
-pub async fn check_owner(store: &Arc<Datastore>, ns: &Namespace, group: &GroupRef, authid: &Authid) -> Result<(), ApiError> {
+pub async fn check_owner(
+    store: &Arc<Datastore>,
+    ns: &Namespace,
+    group: &GroupRef,
+    authid: &Authid,
+) -> Result<(), ApiError> {
     let owner = owner_of(store, ns, group).await?;
     if authid.matches_owner(&owner) {
         Ok(())
@@ -279,7 +286,9 @@ pub fn acl_path(store: &DatastoreName, ns: &Namespace) -> String {
 }
 
 /// Runs file-system work on the blocking pool.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("task failed - {e}")))?
 }
 

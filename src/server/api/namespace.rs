@@ -33,7 +33,9 @@ pub async fn create(call: &Call, name: &DatastoreName) -> ReplyResult {
     let child = call.params.str("name")?.to_string();
     call.require(name, &parent, DatastoreModify)?;
     if parent.depth() as u64 >= MAX_DEPTH {
-        return Err(ApiError::bad_request(format!("namespace '{parent}' is already at the maximum depth of {MAX_DEPTH}")));
+        return Err(ApiError::bad_request(format!(
+            "namespace '{parent}' is already at the maximum depth of {MAX_DEPTH}"
+        )));
     }
     let store = call.store(name)?;
     let ns = blocking(move || Ok(store.create_namespace(&parent, &child)?)).await?;

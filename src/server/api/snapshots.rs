@@ -40,7 +40,13 @@ fn contents(store: &Datastore, ns: &Namespace, snap: &SnapshotRef) -> Result<(Op
     Ok((manifest, files))
 }
 
-fn snapshot_entry(store: &Datastore, ns: &Namespace, snap: &SnapshotRef, owner: &str, protected: bool) -> Result<Value, ApiError> {
+fn snapshot_entry(
+    store: &Datastore,
+    ns: &Namespace,
+    snap: &SnapshotRef,
+    owner: &str,
+    protected: bool,
+) -> Result<Value, ApiError> {
     let (manifest, files) = contents(store, ns, snap)?;
     let mut v = json!({
         "backup-type": snap.group.ty.as_str(),
@@ -55,7 +61,9 @@ fn snapshot_entry(store: &Datastore, ns: &Namespace, snap: &SnapshotRef, owner: 
         if let Some(c) = m.unprotected.get("notes").and_then(Value::as_str).and_then(|n| n.lines().next()) {
             v["comment"] = json!(c);
         }
-        if let Some(state) = m.unprotected.get("verify_state").filter(|s| s["state"].is_string() && s["upid"].is_string()) {
+        if let Some(state) =
+            m.unprotected.get("verify_state").filter(|s| s["state"].is_string() && s["upid"].is_string())
+        {
             v["verification"] = json!({ "state": state["state"], "upid": state["upid"] });
         }
         if let Some(fp) = m.unprotected.get("key-fingerprint").filter(|f| f.is_string()) {
@@ -153,10 +161,9 @@ pub async fn protected(call: &Call, name: &DatastoreName) -> ReplyResult {
 }
 
 pub async fn set_protected(call: &Call, name: &DatastoreName) -> ReplyResult {
-    let protected = call
-        .params
-        .opt_bool("protected")?
-        .ok_or_else(|| ApiError::bad_request("parameter verification failed - 'protected': property is missing and it is not optional"))?;
+    let protected = call.params.opt_bool("protected")?.ok_or_else(|| {
+        ApiError::bad_request("parameter verification failed - 'protected': property is missing and it is not optional")
+    })?;
     let (store, ns, snap) = snapshot_call(call, name, &[DatastoreModify], DatastoreBackup).await?;
     blocking(move || Ok(store.set_protected(&ns, &snap, protected)?)).await?;
     data(Value::Null)

@@ -132,10 +132,8 @@ pub fn log(upid: &str, authid: &Authid, params: &Params) -> Result<Response<Body
     let limit = params.opt_int("limit", 0, u64::MAX)?.unwrap_or(50);
     let task = task.lock().expect("task lock");
     let total = task.lines.len() as u64;
-    let data: Vec<Value> = (start..=total)
-        .take(limit as usize)
-        .map(|n| json!({ "n": n, "t": task.lines[(n - 1) as usize] }))
-        .collect();
+    let data: Vec<Value> =
+        (start..=total).take(limit as usize).map(|n| json!({ "n": n, "t": task.lines[(n - 1) as usize] })).collect();
     let body = json!({ "data": data, "total": total, "active": task.exit.is_none() });
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = StatusCode::OK;
