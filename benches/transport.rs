@@ -11,7 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chunkyard::client::{ClientConfig, H2Conn, HttpClient};
 use chunkyard::config::{Config, LimitsConfig};
-use chunkyard::protocol::h2::{Reply, read_body, serve};
+use chunkyard::http::Reply;
+use chunkyard::protocol::h2::{read_body, serve};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::Method;
 

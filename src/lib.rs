@@ -7,23 +7,30 @@
 //!   only way to build a path.
 //! - [`store`]: the datastore on disk: layout, chunk store with PBS's dedup rules, locks,
 //!   snapshot lifecycle, listing.
+//! - [`auth`]: the user, token and ACL store under `<data-dir>/etc`, login tickets, and the
+//!   privilege lookup every endpoint uses.
 //! - [`actors`]: the ingest pipeline. A `SessionActor` per connection routes each uploaded
 //!   chunk through the hasher pool (CRC, zstd decode, SHA-256) to the io_uring `ChunkWriter`;
 //!   `IndexWriter`s check and write indexes; the `FinishActor` commits the manifest.
-//! - [`protocol`]: the HTTP/2 backup and reader sessions: parse requests, call the actors, map
-//!   every error to a status and message in one place.
-//! - [`server`]: TLS, HTTP/1.1, authentication, the management API and the protocol upgrade.
+//! - [`http`]: the HTTP vocabulary both HTTP layers share: `ApiError` (every typed error mapped
+//!   to a status and message in one place), reply encoding, query and parameter decoding, path
+//!   normalisation.
+//! - [`protocol`]: the HTTP/2 backup and reader sessions: parse requests, call the actors.
+//! - [`server`]: TLS, HTTP/1.1, request authentication, the management API and the protocol
+//!   upgrade.
 //! - [`client`]: our own protocol client, used by the tests and the load tester.
 //! - [`config`], [`metrics`]: configuration and Prometheus metrics.
 //! - [`failpoint`]: named places on the write path where crash and full-disk tests strike.
 //! - [`cli`]: the `chunkyard` command line (serve, datastore, cert) and log output.
 
 pub mod actors;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod failpoint;
 pub mod format;
+pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod protocol;
@@ -34,5 +41,5 @@ pub mod store;
 /// parameter decoder of the API and the backup session). Not an API: nothing else may use it.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
+    pub use crate::http::params::{MAX_PARAM_BODY, Params};
 }

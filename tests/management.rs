@@ -6,10 +6,10 @@ mod backup_support;
 
 use backup_support::*;
 use bytes::Bytes;
+use chunkyard::auth::{AuthStore, Role};
 use chunkyard::client::admin::{Auth, snapshot_params};
 use chunkyard::client::{BackupOptions, ClientConfig, HttpClient, ReaderParams};
 use chunkyard::format::Authid;
-use chunkyard::server::auth::{AuthStore, Role};
 use chunkyard::server::testing::TestServer;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};

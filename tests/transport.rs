@@ -205,8 +205,8 @@ fn admin_token_is_private_and_its_secret_is_stored_hashed() {
 /// larger than a frame, pipelined streams, the envelope of data, raw and error replies.
 #[tokio::test]
 async fn h2_serve_round_trip() {
-    use chunkyard::protocol::ApiError;
-    use chunkyard::protocol::h2::{Reply, parse_query, read_body, serve};
+    use chunkyard::http::{ApiError, Reply, parse_query};
+    use chunkyard::protocol::h2::{read_body, serve};
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let local = tokio::task::LocalSet::new();
     let limits = chunkyard::config::LimitsConfig::default();

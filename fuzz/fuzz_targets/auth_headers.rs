@@ -3,9 +3,9 @@
 //! token headers a client builds) parses back to what went in.
 #![no_main]
 
+use chunkyard::auth::ticket::{TICKET_LIFETIME, TICKET_SKEW, TicketKey};
+use chunkyard::auth::{cookie_ticket, parse_token_header};
 use chunkyard::format::Authid;
-use chunkyard::server::auth::{cookie_ticket, parse_token_header};
-use chunkyard::server::ticket::{TICKET_LIFETIME, TICKET_SKEW, TicketKey};
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 

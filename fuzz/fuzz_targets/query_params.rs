@@ -5,8 +5,7 @@
 
 use chunkyard::format::{ArchiveKind, ArchiveName};
 use chunkyard::fuzzing::{MAX_PARAM_BODY, Params};
-use chunkyard::protocol::ApiError;
-use chunkyard::protocol::h2::parse_query;
+use chunkyard::http::{ApiError, parse_query};
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 

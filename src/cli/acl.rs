@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::user::{access_error, open_store};
 use super::{Cli, CliError, JsonFlag, exit, output};
+use crate::auth::Role;
 use crate::format::Authid;
-use crate::server::auth::Role;
 
 #[derive(Debug, Subcommand)]
 pub enum AclCommand {

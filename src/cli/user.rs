@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{Cli, CliError, JsonFlag, exit, output};
-use crate::server::auth::{AuthError, AuthStore};
+use crate::auth::{AuthError, AuthStore};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {

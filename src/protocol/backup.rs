@@ -34,12 +34,11 @@ use crate::actors::session::*;
 use crate::config::LimitsConfig;
 use crate::failpoint;
 use crate::format::{ArchiveKind, Authid};
+use crate::http::ApiError;
+use crate::http::params::{MAX_PARAM_BODY, Params};
+use crate::http::{BodyError, Reply, ReplyResult, parse_query};
 use crate::metrics::{self as m, Stage};
-use crate::protocol::ApiError;
-use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
-use crate::protocol::h2::{
-    BodyError, ConnWindow, OpenWindow, Reply, ReplyResult, parse_query, read_body, serve_steered,
-};
+use crate::protocol::h2::{ConnWindow, OpenWindow, read_body, serve_steered};
 use crate::protocol::inflight::{InflightBytes, Reservation};
 use crate::store::BackupTxn;
 

@@ -1,46 +1,23 @@
 //! HTTP/2 plumbing shared by the backup and reader sessions: the server side of the connection
-//! that follows the protocol upgrade, request bodies with flow control, query parsing and the
-//! response envelope.
+//! that follows the protocol upgrade, request bodies with flow control, and sending replies.
 //!
-//! The routers (`protocol::backup`, later `protocol::reader`) only see typed requests and
-//! return a [`Reply`]; how a reply becomes bytes (the `{"data": ...}` envelope, plain-text
-//! errors with a JSON content type, protocol.md 1.2) is decided here once.
+//! The routers (`protocol::backup`, `protocol::reader`) only see typed requests and return a
+//! [`crate::http::Reply`]; how a reply becomes bytes is `crate::http`'s, shared with HTTP/1.1.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, header};
 
 use crate::config::LimitsConfig;
-use crate::protocol::ApiError;
+use crate::http::{BodyError, ReplyResult, encode_reply};
 
-/// The content type PBS sends on every JSON answer, errors included.
-pub const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 /// Largest header block we accept. The reference advertises hyper's 16 MiB, which lets one
 /// client pin 16 MiB of decoded headers per stream; the real client's largest header is a
 /// `:path` with a query of at most 4 KiB (protocol.md 7), so 128 KiB leaves ample room.
 pub const MAX_HEADER_LIST_SIZE: u32 = 128 * 1024;
-
-/// A successful answer of a session endpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    /// Sent as `{"data": v}` with the JSON content type.
-    Data(serde_json::Value),
-    /// Sent as-is with `application/octet-stream` (downloads).
-    Raw(Bytes),
-}
-
-pub type ReplyResult = Result<Reply, ApiError>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    #[error("request body too large")]
-    TooLarge,
-    #[error("unable to read request body - {0}")]
-    H2(#[from] h2::Error),
-}
 
 /// The connection-level receive window of one HTTP/2 connection: how many body bytes the
 /// client may have sent that the server has not read yet. The router steers it (the backup
@@ -197,27 +174,6 @@ pub async fn read_body(body: &mut h2::RecvStream, max: usize) -> Result<Bytes, B
     })
 }
 
-/// Query string -> ordered (key, value) pairs, form-urlencoded decoding.
-pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-        .unwrap_or_default()
-}
-
-/// Status, content type and body of a reply, as both HTTP layers send them.
-pub fn encode_reply(reply: ReplyResult) -> (StatusCode, &'static str, Bytes) {
-    match reply {
-        Ok(Reply::Data(value)) => {
-            let body = serde_json::to_vec(&serde_json::json!({ "data": value })).unwrap_or_default();
-            (StatusCode::OK, JSON_CONTENT_TYPE, Bytes::from(body))
-        }
-        Ok(Reply::Raw(bytes)) => (StatusCode::OK, "application/octet-stream", bytes),
-        // PBS answers errors as plain text under a JSON content type; the client relies on it
-        // only to print the text.
-        Err(e) => (e.status, JSON_CONTENT_TYPE, Bytes::from(e.message.into_bytes())),
-    }
-}
-
 fn send_reply(mut respond: h2::server::SendResponse<Bytes>, reply: ReplyResult) -> Result<(), h2::Error> {
     let (status, content_type, body) = encode_reply(reply);
     let mut response = Response::new(());
@@ -231,34 +187,4 @@ fn send_reply(mut respond: h2::server::SendResponse<Bytes>, reply: ReplyResult) 
     // window allows, so queueing it whole costs no copy.
     let mut stream = respond.send_response(response, false)?;
     stream.send_data(body, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_is_decoded_in_order() {
-        let q = parse_query(Some("b=2&a=x+y&c=%2Fz&a=3"));
-        assert_eq!(
-            q,
-            vec![
-                ("b".into(), "2".into()),
-                ("a".into(), "x y".into()),
-                ("c".into(), "/z".into()),
-                ("a".into(), "3".into())
-            ]
-        );
-        assert!(parse_query(None).is_empty());
-    }
-
-    #[test]
-    fn replies_use_the_pbs_envelope() {
-        let (s, ct, b) = encode_reply(Ok(Reply::Data(serde_json::Value::Null)));
-        assert_eq!((s, ct, &b[..]), (StatusCode::OK, JSON_CONTENT_TYPE, &b"{\"data\":null}"[..]));
-        let (s, ct, b) = encode_reply(Err(ApiError::bad_request("nope")));
-        assert_eq!((s, ct, &b[..]), (StatusCode::BAD_REQUEST, JSON_CONTENT_TYPE, &b"nope"[..]));
-        let (s, ct, b) = encode_reply(Ok(Reply::Raw(Bytes::from_static(b"\x01\x02"))));
-        assert_eq!((s, ct, &b[..]), (StatusCode::OK, "application/octet-stream", &b"\x01\x02"[..]));
-    }
 }

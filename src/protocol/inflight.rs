@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::http::ApiError;
 use crate::metrics as m;
-use crate::protocol::ApiError;
 
 /// The pool of in-flight chunk bytes shared by all backup sessions of one server.
 #[derive(Debug)]

@@ -21,10 +21,10 @@ use crate::config::LimitsConfig;
 use crate::format::dynamic_index::DynamicIndex;
 use crate::format::fixed_index::FixedIndex;
 use crate::format::{ArchiveKind, Authid, Digest};
+use crate::http::params::Params;
+use crate::http::{ApiError, Reply, ReplyResult, parse_query};
 use crate::metrics as m;
-use crate::protocol::ApiError;
-use crate::protocol::backup_params::Params;
-use crate::protocol::h2::{Reply, ReplyResult, parse_query, serve};
+use crate::protocol::h2::serve;
 use crate::store::Datastore;
 use crate::store::admin::SnapshotReader;
 

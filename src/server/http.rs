@@ -1,6 +1,7 @@
 //! HTTP/1.1 on the TLS listener: the accept loop, per-connection TLS and hyper, request
-//! normalisation (empty path segments, percent-encoding, the 3072-byte limit), authentication,
-//! routing to the upgrades and the management API (`api/`), and the one conversion of `ApiError` into an HTTP/1.1 response.
+//! normalisation (the 3072-byte limit here, path segments by `crate::http::normalize_path`),
+//! authentication, routing to the upgrades and the management API (`api/`), and the one
+//! conversion of `ApiError` into an HTTP/1.1 response.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,11 +16,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::actors::Pipeline;
+use crate::auth::Credentials;
 use crate::format::Authid;
+use crate::http::{ApiError, ReplyResult, encode_reply, normalize_path};
 use crate::metrics as m;
-use crate::protocol::ApiError;
-use crate::protocol::h2::{ReplyResult, encode_reply};
-use crate::server::auth::Credentials;
 use crate::server::{ServerError, ServerState, upgrade};
 
 /// Longest path + query the reference accepts.
@@ -219,26 +219,6 @@ async fn authenticate(ctx: &Ctx, req: &Request<Incoming>) -> Result<Authid, ApiE
     Ok(ctx.state.auth.authenticate_request(creds).await?)
 }
 
-/// Drops empty segments (the client sends `//api2/json/backup`) and percent-decodes the rest;
-/// a decoded segment may not smuggle in a `/` or escape with `..`.
-pub fn normalize_path(raw: &str) -> Result<String, ApiError> {
-    let mut out = String::with_capacity(raw.len());
-    for segment in raw.split('/').filter(|s| !s.is_empty()) {
-        let decoded = percent_encoding::percent_decode_str(segment)
-            .decode_utf8()
-            .map_err(|_| ApiError::bad_request("invalid path encoding"))?;
-        if decoded.contains('/') || decoded == "." || decoded == ".." {
-            return Err(ApiError::bad_request(format!("invalid path segment '{decoded}'")));
-        }
-        out.push('/');
-        out.push_str(&decoded);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Ok(out)
-}
-
 pub fn reply(result: ReplyResult) -> Response<Body> {
     let (status, content_type, body) = encode_reply(result);
     let mut response = Response::new(Full::new(body));
@@ -255,19 +235,4 @@ fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_are_normalized() {
-        assert_eq!(normalize_path("//api2/json/backup").unwrap(), "/api2/json/backup");
-        assert_eq!(normalize_path("/api2//json/%76ersion/").unwrap(), "/api2/json/version");
-        assert_eq!(normalize_path("").unwrap(), "/");
-        assert!(normalize_path("/api2/a%2Fb").is_err());
-        assert!(normalize_path("/api2/%2e%2e/x").is_err());
-        assert!(normalize_path("/api2/%ff").is_err());
-    }
 }

@@ -6,15 +6,9 @@
 //! core. A connection lives on one Arbiter from TLS to the end of its HTTP/2 session, so the
 //! session's actors run on the thread that reads its socket.
 
-pub mod accounts;
-pub mod acl;
 pub mod api;
-pub mod auth;
-pub mod files;
 pub mod http;
-pub mod secret_cache;
 pub mod testing;
-pub mod ticket;
 pub mod tls;
 pub mod upgrade;
 
@@ -25,9 +19,10 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::auth::{self, files};
 use crate::config::{Config, FsyncPolicy};
 use crate::format::{Authid, DatastoreName};
-use crate::protocol::ApiError;
+use crate::http::ApiError;
 use crate::protocol::inflight::InflightBytes;
 use crate::store::Datastore;
 

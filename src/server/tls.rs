@@ -10,9 +10,9 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::auth::files::write_atomic;
 use crate::config::Config;
 use crate::format::fingerprint::cert_fingerprint;
-use crate::server::files::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

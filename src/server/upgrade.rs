@@ -8,13 +8,13 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
-use crate::protocol::ApiError;
+use crate::http::ApiError;
+use crate::http::parse_query;
 use crate::protocol::backup::{BackupSessionStart, serve_session};
-use crate::protocol::h2::parse_query;
 use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::server::ServerState;
-use crate::server::auth::Privilege;
 use crate::server::http::{Body, Ctx};
 use crate::store::BackupTxn;
 use crate::store::admin::SnapshotReader;

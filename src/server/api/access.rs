@@ -5,9 +5,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::protocol::ApiError;
-use crate::protocol::backup_params::MAX_PARAM_BODY;
-use crate::protocol::h2::Reply;
+use crate::http::ApiError;
+use crate::http::Reply;
+use crate::http::params::MAX_PARAM_BODY;
 use crate::server::http::{Body, Ctx, reply};
 
 /// Answers `{"username", "ticket", "CSRFPreventionToken"}`, all strings (the client unwraps

@@ -4,12 +4,12 @@
 
 use serde_json::{Value, json};
 
+use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::format::{DatastoreName, Namespace};
-use crate::protocol::ApiError;
-use crate::protocol::h2::ReplyResult;
+use crate::http::ApiError;
+use crate::http::ReplyResult;
 use crate::server::api::tasks;
 use crate::server::api::{Call, blocking, data};
-use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::store::gc::GcOptions;
 
 pub async fn list(call: &Call) -> ReplyResult {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::format::{Authid, DatastoreName};
-use crate::protocol::ApiError;
-use crate::protocol::h2::ReplyResult;
+use crate::http::ApiError;
+use crate::http::ReplyResult;
 use crate::server::api::{Access, Call, blocking, data};
-use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 
 pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
     let ns = call.ns()?;

@@ -6,7 +6,7 @@
 //! tasks: garbage collection's UPID, task log and status).
 //!
 //! Answers use the `{"data": ...}` envelope, errors plain text with their status (protocol.md
-//! 1.2); both come from `protocol::h2::encode_reply` through `http::reply`.
+//! 1.2); both come from `crate::http::encode_reply` through `server::http::reply`.
 
 pub mod access;
 pub mod datastore;
@@ -24,11 +24,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
-use crate::protocol::ApiError;
-use crate::protocol::backup_params::{MAX_PARAM_BODY, Params};
-use crate::protocol::h2::{Reply, ReplyResult, parse_query};
-use crate::server::auth::Privilege;
+use crate::http::ApiError;
+use crate::http::params::{MAX_PARAM_BODY, Params};
+use crate::http::{Reply, ReplyResult, parse_query};
 use crate::server::http::{Body, Ctx, reply};
 use crate::store::Datastore;
 

@@ -6,11 +6,11 @@
 
 use serde_json::{Value, json};
 
+use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::format::DatastoreName;
-use crate::protocol::ApiError;
-use crate::protocol::h2::ReplyResult;
+use crate::http::ApiError;
+use crate::http::ReplyResult;
 use crate::server::api::{Call, blocking, data};
-use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 
 /// Deepest namespace nesting (protocol.md 7).
 const MAX_DEPTH: u64 = 7;

@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::auth::Privilege::{DatastoreModify, DatastorePrune};
 use crate::format::DatastoreName;
-use crate::protocol::h2::ReplyResult;
+use crate::http::ReplyResult;
 use crate::server::api::{Call, blocking, data};
-use crate::server::auth::Privilege::{DatastoreModify, DatastorePrune};
 use crate::store::prune::KeepOptions;
 
 pub async fn prune(call: &Call, name: &DatastoreName) -> ReplyResult {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify, DatastorePrune, DatastoreRead};
 use crate::format::manifest::Manifest;
 use crate::format::{DatastoreName, Namespace, SnapshotRef};
-use crate::protocol::ApiError;
-use crate::protocol::h2::ReplyResult;
+use crate::http::ApiError;
+use crate::http::ReplyResult;
 use crate::server::api::{Access, Call, blocking, check_owner, data};
-use crate::server::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify, DatastorePrune, DatastoreRead};
 use crate::store::Datastore;
 use crate::store::list::MANIFEST_NAME;
 
@@ -110,8 +110,8 @@ pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
 async fn snapshot_call(
     call: &Call,
     name: &DatastoreName,
-    full: &[crate::server::auth::Privilege],
-    partial: crate::server::auth::Privilege,
+    full: &[crate::auth::Privilege],
+    partial: crate::auth::Privilege,
 ) -> Result<(Arc<Datastore>, Namespace, SnapshotRef), ApiError> {
     let ns = call.ns()?;
     let snap = call.snapshot()?;

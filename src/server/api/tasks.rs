@@ -17,9 +17,9 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use crate::format::Authid;
-use crate::protocol::ApiError;
-use crate::protocol::backup_params::Params;
-use crate::protocol::h2::JSON_CONTENT_TYPE;
+use crate::http::ApiError;
+use crate::http::JSON_CONTENT_TYPE;
+use crate::http::params::Params;
 use crate::server::http::Body;
 
 /// Tasks remembered; running ones are never forgotten.

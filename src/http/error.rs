@@ -6,11 +6,21 @@
 
 use http::StatusCode;
 
+use crate::auth::AuthError;
 use crate::format::NameError;
 use crate::format::blob::BlobError;
 use crate::format::fixed_index::IndexError;
 use crate::format::manifest::ManifestError;
 use crate::store::StoreError;
+
+/// A request body that could not be read (HTTP/2 sessions).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body too large")]
+    TooLarge,
+    #[error("unable to read request body - {0}")]
+    H2(#[from] h2::Error),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
@@ -105,15 +115,14 @@ impl From<crate::actors::SessionError> for ApiError {
     }
 }
 
-impl From<crate::protocol::h2::BodyError> for ApiError {
-    fn from(e: crate::protocol::h2::BodyError) -> Self {
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
         ApiError::bad_request(e.to_string())
     }
 }
 
-impl From<crate::server::auth::AuthError> for ApiError {
-    fn from(e: crate::server::auth::AuthError) -> Self {
-        use crate::server::auth::AuthError;
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
         match e {
             AuthError::Failed(_) | AuthError::LoginFailed => ApiError::unauthorized(e.to_string()),
             AuthError::Invalid(_) => ApiError::bad_request(e.to_string()),

@@ -60,7 +60,7 @@ impl SecretCache {
                 let (secret, hash) = (secret.to_owned(), hash.to_owned());
                 self.argon2_runs.fetch_add(1, Ordering::Relaxed);
                 async move {
-                    tokio::task::spawn_blocking(move || crate::server::auth::verify_secret(&secret, &hash))
+                    tokio::task::spawn_blocking(move || crate::auth::verify_secret(&secret, &hash))
                         .await
                         .map_err(|_| CheckFailed)
                 }
@@ -91,7 +91,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_checks_of_one_secret_share_one_argon2_run() {
-        let hash = crate::server::auth::hash_secret("s3cret").unwrap();
+        let hash = crate::auth::hash_secret("s3cret").unwrap();
         let cache = SecretCache::default();
         // All 16 are polled (and find the first one's check running) before any can finish.
         let burst = (0..16).map(|_| cache.check("a@pbs!t", "s3cret", &hash));
@@ -106,7 +106,7 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_secrets_are_refused_and_not_cached() {
-        let hash = crate::server::auth::hash_secret("right").unwrap();
+        let hash = crate::auth::hash_secret("right").unwrap();
         let cache = SecretCache::default();
         let (a, b) = tokio::join!(cache.check("a@pbs!t", "wrong", &hash), cache.check("a@pbs!t", "right", &hash));
         assert!(!a.unwrap());

@@ -1,6 +1,7 @@
 //! Durable, private writes of the server's own files under `<data-dir>/etc` (certificate, key,
 //! token store, bootstrap token): temp file, fsync, rename, fsync the directory, so a crash
-//! leaves either the old or the new file and never a torn one.
+//! leaves either the old or the new file and never a torn one. It lives with auth, whose
+//! files are most of them; the server's certificate and key are written through it too.
 
 use std::path::Path;
 

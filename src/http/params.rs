@@ -1,16 +1,24 @@
-//! Parameters of backup-session requests: the query string (and, for the "sync" endpoints, a
-//! JSON or form body, protocol.md 2.2) checked against the endpoints' schemas — types, ranges
-//! and patterns — with one error text shape, before anything reaches the session.
+//! Request parameters: the query string (and, for the "sync" endpoints and management POSTs,
+//! a JSON or form body, protocol.md 2.2) checked against the endpoints' schemas — types,
+//! ranges and patterns — with one error text shape, before anything reaches a handler. Used by
+//! the backup and reader sessions and the management API alike.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use crate::format::{ArchiveKind, ArchiveName, Digest};
-use crate::protocol::ApiError;
+use crate::http::ApiError;
 
 /// Largest form/JSON body of an ordinary call (protocol.md 1.2: must be below 64 KiB).
 pub const MAX_PARAM_BODY: usize = 64 * 1024 - 1;
+
+/// Query string -> ordered (key, value) pairs, form-urlencoded decoding.
+pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
+}
 
 #[derive(Debug, Default)]
 pub struct Params(HashMap<String, Value>);
@@ -51,7 +59,7 @@ impl Params {
                 Err(e) => return Err(ApiError::bad_request(format!("unable to parse json body - {e}"))),
             }
         } else {
-            let form = Params::from_query(crate::protocol::h2::parse_query(Some(text)));
+            let form = Params::from_query(parse_query(Some(text)));
             self.0.extend(form.0);
         }
         Ok(())
@@ -184,7 +192,22 @@ mod tests {
     use super::*;
 
     fn q(s: &str) -> Params {
-        Params::from_query(crate::protocol::h2::parse_query(Some(s)))
+        Params::from_query(parse_query(Some(s)))
+    }
+
+    #[test]
+    fn query_is_decoded_in_order() {
+        let q = parse_query(Some("b=2&a=x+y&c=%2Fz&a=3"));
+        assert_eq!(
+            q,
+            vec![
+                ("b".into(), "2".into()),
+                ("a".into(), "x y".into()),
+                ("c".into(), "/z".into()),
+                ("a".into(), "3".into())
+            ]
+        );
+        assert!(parse_query(None).is_empty());
     }
 
     #[test]

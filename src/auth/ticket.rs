@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::server::files::write_atomic;
+use crate::auth::files::write_atomic;
 
 /// Lifetime of a ticket and a CSRF token, in seconds.
 pub const TICKET_LIFETIME: i64 = 7200;

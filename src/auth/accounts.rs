@@ -3,12 +3,12 @@
 //! `acl` CLI commands. Every change rewrites its file atomically; secrets are stored only as
 //! argon2id hashes and a token's secret is handed out once.
 
-use crate::format::Authid;
-use crate::server::acl::{AclEntry, Role, path_components};
-use crate::server::auth::{
+use crate::auth::acl::{AclEntry, Role, path_components};
+use crate::auth::files::write_atomic;
+use crate::auth::{
     AuthError, AuthStore, BOOTSTRAP_TOKEN, BOOTSTRAP_USER, TokenEntry, UserEntry, generate_secret, hash_secret,
 };
-use crate::server::files::write_atomic;
+use crate::format::Authid;
 
 impl AuthStore {
     /// On a store without users: creates `admin@pbs` and the token `admin@pbs!default`.
@@ -116,7 +116,7 @@ impl AuthStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::auth::{Credentials, Privilege};
+    use crate::auth::{Credentials, Privilege};
 
     #[tokio::test]
     async fn users_tokens_and_acls() {

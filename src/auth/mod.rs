@@ -10,6 +10,15 @@
 //!
 //! Argon2 is deliberately slow; proven token secrets are remembered by `secret_cache.rs`, so a
 //! backup's many requests (and a burst of sessions) pay for it once.
+//!
+//! This is the auth model, below the HTTP layers: `server/` turns request headers into
+//! [`Credentials`], and `crate::http` maps [`AuthError`] to a status.
+
+pub mod accounts;
+pub mod acl;
+pub mod files;
+pub mod secret_cache;
+pub mod ticket;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +29,10 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
 use crate::format::Authid;
-use crate::server::acl::own_privs;
-pub use crate::server::acl::{AclEntry, Privilege, Privs, Role};
-use crate::server::secret_cache::SecretCache;
-use crate::server::ticket::TicketKey;
+use acl::own_privs;
+pub use acl::{AclEntry, Privilege, Privs, Role};
+use secret_cache::SecretCache;
+use ticket::TicketKey;
 
 /// The user created on first start, and its token. The user (and that token) hold every
 /// privilege everywhere, like `root@pam` in PBS.
