@@ -113,6 +113,11 @@ pub struct LimitsConfig {
     /// Chunk and blob bytes all backup sessions together may hold between reading a body and
     /// storing it; a backup session's HTTP/2 connection window only grows by what it reserved.
     pub max_inflight_bytes: u64,
+    /// Bytes of index tables (fixed: 33 per 4 MiB slot of the announced size; dynamic: 40 per
+    /// appended chunk) all backup sessions together may hold until their indexes are closed.
+    pub max_index_bytes: u64,
+    /// The same bound for one backup session.
+    pub max_session_index_bytes: u64,
 }
 
 impl Default for Config {
@@ -160,6 +165,8 @@ impl Default for LimitsConfig {
             tls_handshake_timeout_secs: 10,
             idle_timeout_secs: 120,
             max_inflight_bytes: 512 * 1024 * 1024,
+            max_index_bytes: 4 << 30,
+            max_session_index_bytes: 1 << 30,
         }
     }
 }

@@ -258,3 +258,62 @@ async fn http2_rst_stream_flood_closes_the_connection() {
     assert_removed(&group_dir(&server, "flood")).await;
     assert_serving(&server).await;
 }
+
+/// A 100 GiB image announced to a fixed index: 25600 slots of 33 bytes of table each.
+const BIG_IMAGE: u64 = 100 << 30;
+const BIG_TABLE: u64 = 25_600 * 33;
+
+/// Opens `name` as a 100 GiB fixed index, retrying while the table of a session that was just
+/// ended is still charged (its writers stop asynchronously).
+async fn open_big_eventually(s: &chunkyard::client::BackupSession, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.create_fixed_index(name, BIG_IMAGE, None).await {
+            Ok(_) => return,
+            Err(e) if e.to_string().contains("index memory limit exceeded") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{name} not opened: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn index_memory_is_bounded_per_session_and_server_wide() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_session_index_bytes = 1 << 20;
+        c.limits.max_index_bytes = 2 << 20;
+    });
+    let exceeded = |name: &str, used: u64, scope: &str, limit: u64| {
+        format!(
+            "index memory limit exceeded - '{name}' needs {BIG_TABLE} bytes, {used} of the {scope}'s {limit} are in use"
+        )
+    };
+    let a = session(&server, "index-a", T0).await;
+    a.create_fixed_index("a.img.fidx", BIG_IMAGE, None).await.unwrap();
+    let r = a.create_fixed_index("b.img.fidx", BIG_IMAGE, None).await;
+    assert_refused(r, StatusCode::BAD_REQUEST, &exceeded("b.img.fidx", BIG_TABLE, "session", 1 << 20));
+    // Another session has a bound of its own, inside the server's.
+    let b = session(&server, "index-b", T0).await;
+    b.create_fixed_index("b.img.fidx", BIG_IMAGE, None).await.unwrap();
+    let c = session(&server, "index-c", T0).await;
+    let r = c.create_fixed_index("c.img.fidx", BIG_IMAGE, None).await;
+    assert_refused(r, StatusCode::BAD_REQUEST, &exceeded("c.img.fidx", 2 * BIG_TABLE, "server", 2 << 20));
+
+    // The refused session goes on: the name was not taken, and a backup that fits completes.
+    let options = chunkyard::client::BackupOptions { dynamic_avg: 64 * 1024, ..Default::default() };
+    let mut up = c.uploader(options).await.unwrap();
+    let image = Bytes::from(data(4 * 1024 * 1024 + 4321, 1));
+    up.fixed("c.img.fidx", image).await.unwrap();
+    up.dynamic("root.pxar.didx", Bytes::from(data(1024 * 1024, 2))).await.unwrap();
+    up.finish().await.unwrap();
+    drop(c);
+    assert!(snapshot_dir(&server, "index-c", T0).join("index.json.blob").exists());
+
+    // Ending a session gives its tables back to the server.
+    abandon_and_check(&server, a, "index-a", T0, true).await;
+    let d = session(&server, "index-d", T0).await;
+    open_big_eventually(&d, "d.img.fidx").await;
+    abandon_and_check(&server, d, "index-d", T0, true).await;
+    abandon_and_check(&server, b, "index-b", T0, true).await;
+}

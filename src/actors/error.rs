@@ -34,6 +34,8 @@ pub enum SessionError {
     FixedLargeChunk { name: String, size: u64, max: u64 },
     #[error("fixed index size {size} is larger than the supported {max} bytes")]
     FixedTooLarge { size: u64, max: u64 },
+    #[error("index memory limit exceeded - '{name}' needs {need} bytes, {used} of the {scope}'s {limit} are in use")]
+    IndexMemory { name: String, need: u64, used: u64, scope: &'static str, limit: u64 },
     #[error("fixed writer '{0}' - detected multiple end chunks (chunk size too small)")]
     FixedMultipleEnd(u64),
     #[error("no such chunk {0}")]

@@ -3,13 +3,15 @@
 //! checks chunk count, size and checksum against what the client claims, refuses a fixed index
 //! with unfilled slots (stricter-than-pbs 2), and writes the file durably through
 //! `BackupTxn::write_file`, off the connection thread. The index lives in memory until then, so
-//! a failed or abandoned writer leaves no file behind.
+//! a failed or abandoned writer leaves no file behind; its table is charged against the
+//! session's and the server's index memory bound (index_memory.rs) for as long as it lives.
 
 use std::sync::Arc;
 
 use actix::{Actor, ActorContext, Context, Handler, Message, ResponseFuture};
 
 use crate::actors::SessionError;
+use crate::actors::index_memory::IndexCharge;
 use crate::format::dynamic_index::{DynamicEntry, DynamicIndex};
 use crate::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
 use crate::format::{ArchiveName, Digest};
@@ -52,6 +54,7 @@ pub struct IndexBuilder {
     name: ArchiveName,
     body: Body,
     appended: u64,
+    charge: IndexCharge,
 }
 
 const ZERO: Digest = Digest([0; 32]);
@@ -62,13 +65,35 @@ const ZERO: Digest = Digest([0; 32]);
 /// whole server.
 pub const MAX_FIXED_SIZE: u64 = 64 << 40;
 
+/// Memory of one fixed slot: its digest and its filled flag.
+const FIXED_SLOT_BYTES: u64 = size_of::<Digest>() as u64 + 1;
+/// Memory of one dynamic entry.
+const DYNAMIC_ENTRY_BYTES: u64 = size_of::<DynamicEntry>() as u64;
+
 impl IndexBuilder {
-    pub fn dynamic(name: ArchiveName) -> Self {
-        IndexBuilder { name, body: Body::Dynamic { entries: Vec::new() }, appended: 0 }
+    /// An empty dynamic index; its table is charged as it grows.
+    pub fn dynamic(name: ArchiveName, charge: IndexCharge) -> Self {
+        IndexBuilder { name, body: Body::Dynamic { entries: Vec::new() }, appended: 0, charge }
+    }
+
+    /// Bytes the table of a fixed index of `size` bytes takes, to be charged before it is built;
+    /// refuses sizes over [`MAX_FIXED_SIZE`].
+    pub fn fixed_table_bytes(size: u64) -> Result<u64, SessionError> {
+        if size > MAX_FIXED_SIZE {
+            return Err(SessionError::FixedTooLarge { size, max: MAX_FIXED_SIZE });
+        }
+        Ok(FixedIndex::slot_count(size, FIXED_CHUNK_SIZE) as u64 * FIXED_SLOT_BYTES)
     }
 
     /// A fixed index of `size` bytes; `base` (the previous index's digests) makes it incremental.
-    pub fn fixed(name: ArchiveName, size: u64, base: Option<Vec<Digest>>) -> Result<Self, SessionError> {
+    /// `charge` holds [`Self::fixed_table_bytes`]; allocating up to 528 MiB, so call off-thread.
+    pub fn fixed(
+        name: ArchiveName,
+        size: u64,
+        base: Option<Vec<Digest>>,
+        charge: IndexCharge,
+    ) -> Result<Self, SessionError> {
+        debug_assert!(Self::fixed_table_bytes(size).ok().is_none_or(|b| b <= charge.bytes()));
         if size > MAX_FIXED_SIZE {
             return Err(SessionError::FixedTooLarge { size, max: MAX_FIXED_SIZE });
         }
@@ -79,7 +104,7 @@ impl IndexBuilder {
             Some(d) => (d, vec![true; slots]),
             None => (vec![ZERO; slots], vec![false; slots]),
         };
-        Ok(IndexBuilder { name, body: Body::Fixed { size, digests, filled, incremental }, appended: 0 })
+        Ok(IndexBuilder { name, body: Body::Fixed { size, digests, filled, incremental }, appended: 0, charge })
     }
 
     pub fn name(&self) -> &ArchiveName {
@@ -101,6 +126,7 @@ impl IndexBuilder {
                     }
                     end += e.len;
                 }
+                grow_charged(list, entries.len(), &mut self.charge)?;
                 let mut end = list.last().map_or(0, |e| e.end);
                 list.extend(entries.iter().map(|e| {
                     end += e.len;
@@ -121,6 +147,12 @@ impl IndexBuilder {
 
     /// Checks the client's totals; returns the encoded index file.
     pub fn close(self, chunk_count: u64, size: u64, csum: &str) -> Result<Vec<u8>, SessionError> {
+        self.close_charged(chunk_count, size, csum).map(|(file, _)| file)
+    }
+
+    /// [`Self::close`], also handing back the charge so it can be held until the file (which
+    /// is about as large as the table was) has been written.
+    fn close_charged(self, chunk_count: u64, size: u64, csum: &str) -> Result<(Vec<u8>, IndexCharge), SessionError> {
         let uuid = new_uuid();
         let ctime = chrono::Utc::now().timestamp();
         let fail = |kind: &'static str, reason: String| SessionError::CloseFailed {
@@ -128,7 +160,8 @@ impl IndexBuilder {
             name: self.name.to_string(),
             reason,
         };
-        match self.body {
+        let charge = self.charge;
+        let file = match self.body {
             Body::Dynamic { entries } => {
                 if self.appended != chunk_count {
                     return Err(fail(
@@ -143,7 +176,7 @@ impl IndexBuilder {
                 if !csum_matches(&index.csum(), csum) {
                     return Err(fail("dynamic", "got unexpected checksum".into()));
                 }
-                Ok(index.encode())
+                index.encode()
             }
             Body::Fixed { size: declared, digests, filled, incremental } => {
                 if self.appended != chunk_count {
@@ -174,10 +207,24 @@ impl IndexBuilder {
                 if !csum_matches(&index.csum(), csum) {
                     return Err(fail("fixed", "got unexpected checksum".into()));
                 }
-                Ok(index.encode())
+                index.encode()
             }
-        }
+        };
+        Ok((file, charge))
     }
+}
+
+/// Makes room for `more` entries, charging what the table's allocation grows by (doubling, as
+/// `Vec` would) before it grows; refused, nothing changes.
+fn grow_charged(list: &mut Vec<DynamicEntry>, more: usize, charge: &mut IndexCharge) -> Result<(), SessionError> {
+    let needed = list.len() + more;
+    if needed <= list.capacity() {
+        return Ok(());
+    }
+    let capacity = needed.max(list.capacity() * 2);
+    charge.grow((capacity - list.capacity()) as u64 * DYNAMIC_ENTRY_BYTES)?;
+    list.reserve_exact(capacity - list.len());
+    Ok(())
 }
 
 /// The reference's `check_chunk_alignment` for a fixed index, on a start offset.
@@ -251,7 +298,7 @@ impl Handler<CloseIndex> for IndexWriter {
             let name = builder.name().clone();
             // Encoding hashes the whole index and the write fsyncs: both stay off this thread.
             let result = tokio::task::spawn_blocking(move || {
-                let bytes = builder.close(msg.chunk_count, msg.size, &msg.csum)?;
+                let (bytes, _charge) = builder.close_charged(msg.chunk_count, msg.size, &msg.csum)?;
                 txn.write_file(&name, &bytes)?;
                 Ok::<(), SessionError>(())
             })

@@ -1,6 +1,7 @@
 //! Unit tests of index building: offsets, slots, all-or-nothing appends, close checks.
 
 use super::*;
+use crate::actors::index_memory::{IndexBudget, IndexMemory};
 use crate::format::ArchiveName;
 
 const MIB4: u64 = FIXED_CHUNK_SIZE;
@@ -13,12 +14,19 @@ fn e(offset: u64, n: u8, len: u64) -> AppendEntry {
     AppendEntry { offset, digest: d(n), len }
 }
 
+/// A charge against bounds no test reaches, sized for a fixed index of `size` (0: dynamic).
+fn charge(size: u64) -> IndexCharge {
+    let budget = IndexBudget::new(u64::MAX, IndexMemory::server(u64::MAX));
+    let bytes = IndexBuilder::fixed_table_bytes(size).unwrap_or(0);
+    budget.charge(&ArchiveName::parse("any.fidx").unwrap(), bytes).unwrap()
+}
+
 fn dynamic() -> IndexBuilder {
-    IndexBuilder::dynamic(ArchiveName::parse("root.pxar.didx").unwrap())
+    IndexBuilder::dynamic(ArchiveName::parse("root.pxar.didx").unwrap(), charge(0))
 }
 
 fn fixed(size: u64) -> IndexBuilder {
-    IndexBuilder::fixed(ArchiveName::parse("disk.img.fidx").unwrap(), size, None).unwrap()
+    IndexBuilder::fixed(ArchiveName::parse("disk.img.fidx").unwrap(), size, None, charge(size)).unwrap()
 }
 
 #[test]
@@ -42,6 +50,28 @@ fn dynamic_put_is_all_or_nothing() {
     // Nothing of the failed PUT stuck: the first entry can be appended again at offset 0.
     b.append(&[e(0, 1, 10)]).unwrap();
     assert_eq!(b.appended, 1);
+}
+
+#[test]
+fn dynamic_growth_is_charged_before_it_happens_and_a_refused_put_appends_nothing() {
+    let name = ArchiveName::parse("root.pxar.didx").unwrap();
+    let budget = IndexBudget::new(6 * DYNAMIC_ENTRY_BYTES, IndexMemory::server(u64::MAX));
+    let mut b = IndexBuilder::dynamic(name.clone(), budget.charge(&name, 0).unwrap());
+    b.append(&[e(0, 1, 10), e(10, 2, 5), e(15, 3, 1)]).unwrap();
+    // The table doubles as a Vec would: room for 6 is charged for the 4th entry.
+    b.append(&[e(16, 4, 1)]).unwrap();
+    assert_eq!(b.charge.bytes(), 6 * DYNAMIC_ENTRY_BYTES);
+    let err = b.append(&[e(17, 5, 1), e(18, 6, 1), e(19, 7, 1)]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "index memory limit exceeded - 'root.pxar.didx' needs 240 bytes, 240 of the session's 240 are in use"
+    );
+    assert_eq!((b.appended, b.charge.bytes()), (4, 6 * DYNAMIC_ENTRY_BYTES));
+    // What fits the room already charged still appends.
+    b.append(&[e(17, 5, 1), e(18, 6, 1)]).unwrap();
+    assert_eq!(b.appended, 6);
+    drop(b);
+    assert!(budget.charge(&name, 6 * DYNAMIC_ENTRY_BYTES).is_ok(), "dropping the index gave its charge back");
 }
 
 #[test]
@@ -76,7 +106,7 @@ fn fixed_put_is_all_or_nothing() {
 #[test]
 fn fixed_clone_needs_equal_slot_counts() {
     let name = ArchiveName::parse("disk.img.fidx").unwrap();
-    let err = IndexBuilder::fixed(name, 3 * MIB4, Some(vec![d(1); 2])).unwrap_err();
+    let err = IndexBuilder::fixed(name, 3 * MIB4, Some(vec![d(1); 2]), charge(3 * MIB4)).unwrap_err();
     assert_eq!(err.to_string(), "clone_data_from failed - index sizes not equal");
 }
 
@@ -84,14 +114,14 @@ fn fixed_clone_needs_equal_slot_counts() {
 fn fixed_size_is_capped_before_anything_is_allocated() {
     let name = ArchiveName::parse("disk.img.fidx").unwrap();
     for size in [MAX_FIXED_SIZE + 1, u64::MAX] {
-        let err = IndexBuilder::fixed(name.clone(), size, None).unwrap_err();
+        let err = IndexBuilder::fixed(name.clone(), size, None, charge(0)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("fixed index size {size} is larger than the supported 70368744177664 bytes")
         );
     }
     // A 1 TiB image (8.3 MiB of tables) opens as before.
-    assert!(IndexBuilder::fixed(name, 1 << 40, None).unwrap().is_fixed());
+    assert!(IndexBuilder::fixed(name, 1 << 40, None, charge(1 << 40)).unwrap().is_fixed());
 }
 
 fn hex_csum_dynamic(entries: &[(u64, Digest)]) -> String {
@@ -177,9 +207,9 @@ fn fixed_close_refuses_holes_and_checks_totals() {
 fn incremental_fixed_close_counts_only_new_appends() {
     let name = ArchiveName::parse("disk.img.fidx").unwrap();
     let size = 2 * MIB4;
-    let b = IndexBuilder::fixed(name.clone(), size, Some(vec![d(1), d(2)])).unwrap();
+    let b = IndexBuilder::fixed(name.clone(), size, Some(vec![d(1), d(2)]), charge(size)).unwrap();
     b.close(0, 0, &hex_csum_fixed(&[d(1), d(2)])).unwrap();
-    let mut b = IndexBuilder::fixed(name, size, Some(vec![d(1), d(2)])).unwrap();
+    let mut b = IndexBuilder::fixed(name, size, Some(vec![d(1), d(2)]), charge(size)).unwrap();
     b.append(&[e(MIB4, 9, MIB4)]).unwrap();
     let parsed = FixedIndex::parse(&b.close(1, 0, &hex_csum_fixed(&[d(1), d(9)])).unwrap()).unwrap();
     assert_eq!(parsed.digests, vec![d(1), d(9)]);

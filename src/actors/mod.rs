@@ -9,6 +9,7 @@ pub mod chunk_writer;
 pub mod error;
 pub mod finish;
 pub mod hasher;
+pub mod index_memory;
 pub mod index_writer;
 pub mod previous;
 pub mod session;
@@ -20,9 +21,10 @@ use std::sync::Arc;
 pub use chunk_writer::WriteMethod;
 pub use error::SessionError;
 
-use crate::config::PipelineConfig;
+use crate::config::{LimitsConfig, PipelineConfig};
 
-/// The shared stages: hasher pool, chunk writer, finish threads. Cheap to clone, `Send + Sync`:
+/// The shared stages: hasher pool, chunk writer, finish threads, and the bound on the index
+/// tables the sessions' index writers hold. Cheap to clone, `Send + Sync`:
 /// the server starts it once and hands clones to every connection thread.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -30,16 +32,19 @@ pub struct Pipeline {
     pub(crate) writer: chunk_writer::ChunkWriterHandle,
     pub(crate) finisher: finish::FinishPool,
     pub(crate) cfg: Arc<PipelineConfig>,
+    /// Index tables all backup sessions hold (`limits.max-index-bytes`).
+    pub(crate) index_memory: Arc<index_memory::IndexMemory>,
 }
 
 impl Pipeline {
     /// Starts every stage. Call inside an actix System (the pools are `SyncArbiter`s).
-    pub fn start(cfg: &PipelineConfig) -> Pipeline {
+    pub fn start(cfg: &PipelineConfig, limits: &LimitsConfig) -> Pipeline {
         Pipeline {
             hashers: hasher::HasherPool::start(cfg.hashers, cfg.hasher_queue),
             writer: chunk_writer::ChunkWriter::spawn(cfg),
             finisher: finish::FinishPool::start(2),
             cfg: Arc::new(cfg.clone()),
+            index_memory: index_memory::IndexMemory::server(limits.max_index_bytes),
         }
     }
 

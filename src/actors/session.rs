@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::actors::chunk_writer::StoreChunk;
 use crate::actors::finish::{CommitSnapshot, FinishFailed, MANIFEST_NAME, UploadStats};
 use crate::actors::hasher::VerifyChunk;
+use crate::actors::index_memory::IndexBudget;
 use crate::actors::index_writer::{AppendChunks, AppendEntry, CloseIndex, IndexBuilder, IndexWriter};
 use crate::actors::previous::{self, PreviousFile};
 use crate::actors::{Pipeline, SessionError};
@@ -44,6 +45,7 @@ pub struct SessionActor {
     pipeline: Pipeline,
     txn: Option<Arc<BackupTxn>>,
     benchmark: bool,
+    index_memory: IndexBudget,
     wid_counter: u64,
     writers: HashMap<u64, OpenWriter>,
     archive_names: HashSet<ArchiveName>,
@@ -57,8 +59,10 @@ pub struct SessionActor {
 }
 
 impl SessionActor {
-    pub fn new(txn: BackupTxn, pipeline: Pipeline, benchmark: bool) -> Self {
+    /// `index_limit`: bytes of index tables this session may hold (inside the pipeline's bound).
+    pub fn new(txn: BackupTxn, pipeline: Pipeline, benchmark: bool, index_limit: u64) -> Self {
         SessionActor {
+            index_memory: IndexBudget::new(index_limit, pipeline.index_memory.clone()),
             pipeline,
             txn: Some(Arc::new(txn)),
             benchmark,
@@ -119,20 +123,24 @@ impl Handler<OpenIndex> for SessionActor {
         if self.wid_counter >= MAX_WID {
             return ready(Err(SessionError::TooManyWriters(self.wid_counter + 1)));
         }
+        // Charged before anything is allocated; the table is built off this thread.
+        let table = or_reply!(msg.fixed.as_ref().map_or(Ok(0), |(size, _)| IndexBuilder::fixed_table_bytes(*size)));
+        let charge = or_reply!(self.index_memory.charge(&msg.name, table));
         // Reserved now, so a concurrent second open of the same name is refused too.
         self.archive_names.insert(msg.name.clone());
         let name = msg.name.clone();
         let build = async move {
-            match msg.fixed {
-                None => Ok(IndexBuilder::dynamic(msg.name)),
-                Some((size, None)) => IndexBuilder::fixed(msg.name, size, None),
-                Some((size, Some(csum))) => {
-                    let base = tokio::task::spawn_blocking({
-                        let (txn, name) = (txn.clone(), msg.name.clone());
-                        move || previous::reusable_fixed_digests(&txn, &name, &csum)
+            let OpenIndex { name, fixed } = msg;
+            match fixed {
+                None => Ok(IndexBuilder::dynamic(name, charge)),
+                Some((size, reuse)) => {
+                    let txn = txn.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let base =
+                            reuse.map(|csum| previous::reusable_fixed_digests(&txn, &name, &csum)).transpose()?;
+                        IndexBuilder::fixed(name, size, base, charge)
                     })
-                    .await??;
-                    IndexBuilder::fixed(msg.name, size, Some(base))
+                    .await?
                 }
             }
             .map(|b| (b, txn))

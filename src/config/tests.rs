@@ -126,6 +126,10 @@ fn bad_input_gives_errors_naming_the_problem() {
     assert!(e.contains("pipeline.uring-depth") && e.contains("33"), "{e}");
     let e = err(None, &[("CHUNKYARD_LIMITS_H2_MAX_FRAME", "100")]);
     assert!(e.contains("limits.h2-max-frame"), "{e}");
+    let e = err(None, &[("CHUNKYARD_LIMITS_MAX_INDEX_BYTES", "1048576")]);
+    assert!(e.contains("limits.max-index-bytes") && e.contains("limits.max-session-index-bytes"), "{e}");
+    let e = err(None, &[("CHUNKYARD_LIMITS_MAX_SESSION_INDEX_BYTES", "4096")]);
+    assert!(e.contains("limits.max-session-index-bytes") && e.contains("1 MiB"), "{e}");
     let e = err(None, &[("CHUNKYARD_TLS_CERT", "/only-cert.pem")]);
     assert!(e.contains("tls") && e.contains("both"), "{e}");
     let e = err(Some("[datastores]\n\"../escape\" = \"x\"\n"), &[]);

@@ -60,5 +60,13 @@ pub(super) fn validate(c: &Config) -> Result<(), ConfigError> {
     if l.max_inflight_bytes < 1024 * 1024 {
         return bad("limits.max-inflight-bytes", format!("{} is less than 1048576 (1 MiB)", l.max_inflight_bytes));
     }
+    if l.max_session_index_bytes < 1024 * 1024 {
+        let n = l.max_session_index_bytes;
+        return bad("limits.max-session-index-bytes", format!("{n} is less than 1048576 (1 MiB)"));
+    }
+    if l.max_index_bytes < l.max_session_index_bytes {
+        let (n, s) = (l.max_index_bytes, l.max_session_index_bytes);
+        return bad("limits.max-index-bytes", format!("{n} is less than limits.max-session-index-bytes ({s})"));
+    }
     Ok(())
 }

@@ -89,7 +89,7 @@ pub async fn serve_session<IO>(
 {
     let BackupSessionStart { txn, auth, benchmark, debug } = start;
     let label = format!("{}", txn.snapshot);
-    let session = SessionActor::new(txn, pipeline, benchmark).start();
+    let session = SessionActor::new(txn, pipeline, benchmark, limits.max_session_index_bytes).start();
     let active = metrics::gauge!(m::SESSIONS_ACTIVE, m::LABEL_PROTOCOL => m::PROTOCOL_BACKUP);
     active.increment(1.0);
     tracing::info!(snapshot = %label, auth = %auth, benchmark, "backup session started");

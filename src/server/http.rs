@@ -44,7 +44,7 @@ pub(super) async fn accept_loop(
     shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let ctx = Ctx { pipeline: Pipeline::start(&state.config.pipeline), state };
+    let ctx = Ctx { pipeline: Pipeline::start(&state.config.pipeline, &state.config.limits), state };
     let stop = async move {
         match shutdown {
             Some(rx) => {
