@@ -19,6 +19,7 @@ use crate::config::PipelineConfig;
 use crate::format::Digest;
 use crate::metrics::{self as m, Stage};
 use crate::store::backup::client_io;
+use crate::store::durable;
 use crate::store::{Datastore, InsertOutcome, InsertPlan, StoreError};
 
 /// Put this verified chunk (final bytes, CRC already fixed) into `store`'s chunk store.
@@ -173,9 +174,7 @@ impl ChunkWriter {
         let results = self.uring.as_mut().expect("uring mode").write_batch(&items, fsync);
         drop(items);
         for ((job, _, dest, _), r) in to_write.into_iter().zip(results) {
-            let r = r
-                .map(|()| Stored { new: true })
-                .map_err(|e| StoreError::Io { context: format!("write chunk {dest:?}"), source: e });
+            let r = r.map(|()| Stored { new: true }).map_err(|e| durable::CHUNK.failed(&dest, e));
             finish_job(job, r, WriteMethod::IoUring);
         }
     }

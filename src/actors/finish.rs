@@ -91,19 +91,7 @@ fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats, fsync: FsyncPol
         .map_err(|source| StoreError::Io { context: "committing the manifest failed".into(), source })?;
     txn.write_file(&name, &manifest.to_blob())?;
     if fsync == FsyncPolicy::Filesystem {
-        syncfs(txn.store.root())?;
-    }
-    Ok(())
-}
-
-/// One `syncfs(2)` of the datastore's file system (PBS's default `filesystem` sync level).
-fn syncfs(root: &std::path::Path) -> Result<(), StoreError> {
-    use std::os::fd::AsRawFd;
-    let io = |source| StoreError::Io { context: format!("syncfs {root:?}"), source };
-    let dir = std::fs::File::open(root).map_err(io)?;
-    // SAFETY: plain syscall on a descriptor we own for the duration of the call.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(io(std::io::Error::last_os_error()));
+        crate::store::durable::syncfs(txn.store.root())?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use io_uring::{IoUring, opcode, squeue, types};
 
 use crate::failpoint;
+use crate::store::durable;
 
 /// One chunk file to create: write `data` to the fresh `tmp`, then rename it to `dest` in `dir`.
 pub struct WriteItem<'a> {
@@ -130,7 +131,7 @@ impl UringWriter {
         }
 
         // Failpoint: data written, not yet synced (a test's ENOSPC lands here, as a real one would).
-        strike("chunk.write", items, &mut status);
+        strike(durable::CHUNK.write, items, &mut status);
 
         // 3. fsync the files (policy `file`)
         if fsync {
@@ -153,7 +154,7 @@ impl UringWriter {
         }
 
         // 5. rename into place
-        strike("chunk.rename", items, &mut status);
+        strike(durable::CHUNK.rename, items, &mut status);
         let ok: Vec<usize> = (0..n).filter(|&i| status[i].is_ok()).collect();
         let renames =
             ok.iter().map(|&i| opcode::RenameAt::new(cwd, tmps[i].as_ptr(), cwd, dests[i].as_ptr()).build()).collect();
@@ -202,7 +203,7 @@ impl UringWriter {
                 }
             }
         }
-        strike("chunk.stored", items, &mut status);
+        strike(durable::CHUNK.stored, items, &mut status);
         Ok(status)
     }
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::failpoint;
 use crate::format::Digest;
 use crate::format::blob::{self, BlobKind};
 use crate::store::durable::{self, io_err};
@@ -180,19 +179,9 @@ impl ChunkStore {
         self.sweep_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Carries out a `Write` plan with plain file I/O.
+    /// Carries out a `Write` plan with plain file I/O: the store's one durable write.
     pub fn execute_write(&self, tmp: &Path, dest: &Path, dir: &Path, raw: &[u8]) -> Result<()> {
-        let sync = self.fsync();
-        let name = dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-        durable::write_new_file_checked(tmp, raw, durable::FILE_MODE, sync, Some(("chunk.write", &name)))?;
-        if let Err(e) = failpoint::check("chunk.rename", &name).and_then(|()| std::fs::rename(tmp, dest)) {
-            let _ = std::fs::remove_file(tmp);
-            return Err(io_err("rename chunk to", dest)(e));
-        }
-        if sync {
-            durable::fsync_dir(dir)?;
-        }
-        failpoint::check("chunk.stored", &name).map_err(io_err("write chunk", dest))
+        durable::replace(tmp.to_path_buf(), dest, dir, raw, durable::FILE_MODE, self.fsync(), &durable::CHUNK)
     }
 
     /// Plain synchronous insert: plan, then temp file, write, fsync, rename, fsync dir.

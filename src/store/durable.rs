@@ -106,23 +106,91 @@ pub fn write_atomic_with(target: &Path, bytes: &[u8], sync: bool) -> Result<()> 
 /// not apply) and optional fsyncs.
 pub fn write_atomic_mode(target: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
     let dir = target.parent().ok_or_else(|| StoreError::Refused(format!("no parent directory for {target:?}")))?;
+    replace(tmp_path(target), target, dir, bytes, mode, sync, &FILE)
+}
+
+/// The failpoints a durable write passes and the words its errors use. Chunk files have their
+/// own set so crash tests can strike chunk writes apart from snapshot and config files; both
+/// chunk writers (plain and io_uring) strike the same names.
+#[derive(Debug)]
+pub(crate) struct Steps {
+    /// Data written to the temp file, not yet fsynced.
+    pub write: &'static str,
+    /// Temp file complete (and fsynced), not yet renamed.
+    pub rename: &'static str,
+    /// Renamed into place (and the directory fsynced).
+    pub stored: &'static str,
+    rename_failed: &'static str,
+    stored_failed: &'static str,
+}
+
+/// Every file but a chunk: indexes, blobs, manifests, owners, notes, config files.
+pub(crate) const FILE: Steps = Steps {
+    write: "file.write",
+    rename: "file.rename",
+    stored: "file.stored",
+    rename_failed: "rename to",
+    stored_failed: "write",
+};
+
+/// A chunk file (failpoint context: the digest, which is the file name).
+pub(crate) const CHUNK: Steps = Steps {
+    write: "chunk.write",
+    rename: "chunk.rename",
+    stored: "chunk.stored",
+    rename_failed: "rename chunk to",
+    stored_failed: "write chunk",
+};
+
+impl Steps {
+    /// The error of a write that failed at or after its rename, naming the final file.
+    pub(crate) fn failed(&self, target: &Path, source: io::Error) -> StoreError {
+        io_err(self.stored_failed, target)(source)
+    }
+}
+
+/// The one durable replacement: `bytes` to the temp file `tmp` (a fresh [`tmp_path`] name,
+/// created exclusively with exactly `mode`; another is drawn if it is taken), fsync if `sync`,
+/// rename over `target`, fsync `dir` (the target's directory) if `sync`. A failure at any step
+/// removes the temp file again.
+pub(crate) fn replace(
+    mut tmp: PathBuf,
+    target: &Path,
+    dir: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+    steps: &Steps,
+) -> Result<()> {
     let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = loop {
-        let tmp = tmp_path(target);
-        match write_new_file_checked(&tmp, bytes, mode, sync, Some(("file.write", &name))) {
-            Ok(()) => break tmp,
-            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => continue,
+    loop {
+        match write_new_file_checked(&tmp, bytes, mode, sync, Some((steps.write, &name))) {
+            Ok(()) => break,
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+                tmp = tmp_path(target)
+            }
             Err(e) => return Err(e),
         }
-    };
-    if let Err(e) = failpoint::check("file.rename", &name).and_then(|()| std::fs::rename(&tmp, target)) {
+    }
+    if let Err(e) = failpoint::check(steps.rename, &name).and_then(|()| std::fs::rename(&tmp, target)) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_err("rename to", target)(e));
+        return Err(io_err(steps.rename_failed, target)(e));
     }
     if sync {
         fsync_dir(dir)?;
     }
-    failpoint::check("file.stored", &name).map_err(io_err("write", target))
+    failpoint::check(steps.stored, &name).map_err(|e| steps.failed(target, e))
+}
+
+/// One `syncfs(2)` of the file system holding `path` (PBS's `filesystem` sync level).
+pub fn syncfs(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(path).map_err(io_err("syncfs", path))?;
+    // SAFETY: plain syscall on a descriptor we own for the duration of the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io_err("syncfs", path)(io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
