@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chunkyard::actors::chunk_writer::{ChunkWriter, StoreChunk};
 use chunkyard::client::{BackupParams, HttpClient, IndexKind};
-use chunkyard::config::PipelineConfig;
+use chunkyard::config::{FsyncPolicy, PipelineConfig};
 use chunkyard::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
 use chunkyard::format::manifest::Manifest;
 use chunkyard::format::{DatastoreName, Digest, blob};
 use chunkyard::server::testing::TestServer;
-use chunkyard::store::Datastore;
+use chunkyard::store::{Datastore, DatastoreOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const MIB: usize = 1024 * 1024;
@@ -44,10 +44,15 @@ fn chunk_writer(c: &mut Criterion) {
     for (io_uring, fsync) in [(true, true), (false, true), (true, false), (false, false)] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(".chunks")).unwrap();
-        let ds = Arc::new(Datastore::open(DatastoreName::parse("bench").unwrap(), dir.path()).unwrap());
-        ds.chunks().set_fsync(fsync);
-        let writer = ChunkWriter::spawn(&PipelineConfig { io_uring, ..PipelineConfig::default() });
-        let name = format!("{}_{}", writer.method().label(), if fsync { "fsync" } else { "nosync" });
+        let cfg = PipelineConfig {
+            io_uring,
+            fsync: if fsync { FsyncPolicy::File } else { FsyncPolicy::None },
+            ..PipelineConfig::default()
+        };
+        let options = DatastoreOptions::from_config(&cfg);
+        let ds = Arc::new(Datastore::open_with(DatastoreName::parse("bench").unwrap(), dir.path(), &options).unwrap());
+        let writer = ChunkWriter::spawn(&cfg);
+        let name = format!("{}_{}", ds.chunks().write_method().label(), if fsync { "fsync" } else { "nosync" });
         let mut n: u64 = 0;
         g.bench_function(name, |b| {
             b.iter(|| {

@@ -4,8 +4,9 @@
 
 use std::hint::black_box;
 
+use chunkyard::config::FsyncPolicy;
 use chunkyard::format::{DatastoreName, Digest};
-use chunkyard::store::Datastore;
+use chunkyard::store::{Datastore, DatastoreOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const CHUNK: usize = 4 * 1024 * 1024;
@@ -17,10 +18,11 @@ fn raw_chunk() -> Vec<u8> {
     v
 }
 
-fn store() -> (tempfile::TempDir, Datastore) {
+fn store(fsync: FsyncPolicy) -> (tempfile::TempDir, Datastore) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(".chunks")).unwrap();
-    let ds = Datastore::open(DatastoreName::parse("bench").unwrap(), dir.path()).unwrap();
+    let options = DatastoreOptions { fsync, ..DatastoreOptions::default() };
+    let ds = Datastore::open_with(DatastoreName::parse("bench").unwrap(), dir.path(), &options).unwrap();
     (dir, ds)
 }
 
@@ -30,8 +32,7 @@ fn inserts(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(raw.len() as u64));
     g.sample_size(20);
     for fsync in [true, false] {
-        let (_dir, ds) = store();
-        ds.chunks().set_fsync(fsync);
+        let (_dir, ds) = store(if fsync { FsyncPolicy::File } else { FsyncPolicy::None });
         let mut n: u64 = 0;
         g.bench_function(if fsync { "new_fsync" } else { "new_nosync" }, |b| {
             b.iter(|| {
@@ -41,7 +42,7 @@ fn inserts(c: &mut Criterion) {
             })
         });
     }
-    let (_dir, ds) = store();
+    let (_dir, ds) = store(FsyncPolicy::File);
     let digests: Vec<Digest> = (0..64u64).map(|i| Digest::of(&i.to_le_bytes())).collect();
     for d in &digests {
         ds.chunks().insert(d, &raw).unwrap();

@@ -5,17 +5,21 @@ use super::*;
 use crate::config::PipelineConfig;
 use crate::format::DatastoreName;
 use crate::format::blob;
+use crate::store::DatastoreOptions;
 
-fn store(dir: &std::path::Path) -> Arc<Datastore> {
+/// A datastore opened as the server opens it with `cfg`.
+fn store(dir: &std::path::Path, cfg: &PipelineConfig) -> Arc<Datastore> {
     // An empty `.chunks` opens fine; prefix directories are made on first use.
     std::fs::create_dir_all(dir.join(".chunks")).unwrap();
-    Arc::new(Datastore::open(DatastoreName::parse("store").unwrap(), dir).unwrap())
+    let options = DatastoreOptions::from_config(cfg);
+    Arc::new(Datastore::open_with(DatastoreName::parse("store").unwrap(), dir, &options).unwrap())
 }
 
 async fn exercise(io_uring: bool) -> WriteMethod {
     let dir = tempfile::tempdir().unwrap();
-    let ds = store(dir.path());
-    let handle = ChunkWriter::spawn(&PipelineConfig { io_uring, uring_depth: 8, ..PipelineConfig::default() });
+    let cfg = PipelineConfig { io_uring, uring_depth: 8, ..PipelineConfig::default() };
+    let ds = store(dir.path(), &cfg);
+    let handle = ChunkWriter::spawn(&cfg);
     let chunks: Vec<(Digest, Bytes)> = (0..40u32)
         .map(|i| {
             let data: Vec<u8> = (0..10_000u32).map(|j| (i * 31 + j) as u8).collect();
@@ -41,7 +45,7 @@ async fn exercise(io_uring: bool) -> WriteMethod {
     let leftovers: Vec<_> =
         walk(dir.path()).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().contains("tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    handle.method()
+    ds.chunks().write_method()
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -68,7 +72,8 @@ async fn fallback_path_writes_and_dedups() {
 
 #[test]
 fn io_uring_is_used_where_the_kernel_offers_it() {
-    let available = crate::actors::uring::UringWriter::new(4).is_ok();
-    let handle = ChunkWriter::spawn(&PipelineConfig::default());
-    assert_eq!(handle.method() == WriteMethod::IoUring, available);
+    let available = crate::store::io::uring::UringWriter::new(4).is_ok();
+    let dir = tempfile::tempdir().unwrap();
+    let ds = store(dir.path(), &PipelineConfig::default());
+    assert_eq!(ds.chunks().write_method() == WriteMethod::IoUring, available);
 }

@@ -1,6 +1,6 @@
 //! `FinishActor`: commits a snapshot. It decodes the uploaded manifest (unencrypted only),
 //! records the session's upload statistics in `unprotected.chunk_upload_stats`, writes the
-//! rewritten manifest atomically, syncs per the fsync policy and marks the transaction
+//! rewritten manifest atomically, syncs per the datastore's sync level and marks the transaction
 //! committed. Runs on a `SyncArbiter` thread because every step is blocking file I/O.
 
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::actors::SessionError;
-use crate::config::FsyncPolicy;
 use crate::failpoint;
 use crate::format::ArchiveName;
 use crate::format::manifest::Manifest;
@@ -36,7 +35,6 @@ pub struct CommitSnapshot {
     pub txn: BackupTxn,
     pub manifest: Bytes,
     pub stats: UploadStats,
-    pub fsync: FsyncPolicy,
 }
 
 /// A refused commit hands the transaction back: the session stays open (and unfinished).
@@ -57,8 +55,8 @@ impl Handler<CommitSnapshot> for FinishActor {
 
     fn handle(&mut self, msg: CommitSnapshot, _: &mut Self::Context) -> Self::Result {
         let _timer = Stage::Finish.timer();
-        let CommitSnapshot { txn, manifest, stats, fsync } = msg;
-        match commit_files(&txn, &manifest, stats, fsync) {
+        let CommitSnapshot { txn, manifest, stats } = msg;
+        match commit_files(&txn, &manifest, stats) {
             Ok(()) => {
                 let snapshot = txn.snapshot.to_string();
                 txn.commit();
@@ -71,7 +69,7 @@ impl Handler<CommitSnapshot> for FinishActor {
     }
 }
 
-fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats, fsync: FsyncPolicy) -> Result<(), SessionError> {
+fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats) -> Result<(), SessionError> {
     let mut manifest = Manifest::from_blob(raw)?;
     if !txn.base_still_exists() {
         let base = txn.base.as_ref().map(|b| b.snapshot.to_string()).unwrap_or_default();
@@ -90,10 +88,7 @@ fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats, fsync: FsyncPol
     failpoint::check("finish.commit", &txn.snapshot.to_string())
         .map_err(|source| StoreError::Io { context: "committing the manifest failed".into(), source })?;
     txn.write_file(&name, &manifest.to_blob())?;
-    if fsync == FsyncPolicy::Filesystem {
-        crate::store::durable::syncfs(txn.store.root())?;
-    }
-    Ok(())
+    Ok(txn.sync_commit()?)
 }
 
 /// Handle on the finish threads, bounded like every other stage.

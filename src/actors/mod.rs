@@ -14,11 +14,9 @@ pub mod index_writer;
 pub mod previous;
 pub mod session;
 pub mod session_messages;
-mod uring;
 
 use std::sync::Arc;
 
-pub use chunk_writer::WriteMethod;
 pub use error::SessionError;
 
 use crate::config::{LimitsConfig, PipelineConfig};
@@ -51,16 +49,11 @@ impl Pipeline {
     pub fn config(&self) -> &PipelineConfig {
         &self.cfg
     }
-
-    /// How chunk files are written (io_uring, or the plain-I/O fallback).
-    pub fn write_method(&self) -> WriteMethod {
-        self.writer.method()
-    }
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("write_method", &self.write_method()).field("config", &self.cfg).finish()
+        f.debug_struct("Pipeline").field("config", &self.cfg).finish()
     }
 }
 

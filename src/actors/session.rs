@@ -375,8 +375,8 @@ impl Handler<FinishBackup> for SessionActor {
             }
         };
         self.finishing = true;
-        let (pool, fsync, stats) = (self.pipeline.finisher.clone(), self.pipeline.cfg.fsync, self.stats);
-        let work = async move { pool.commit(CommitSnapshot { txn, manifest, stats, fsync }).await };
+        let (pool, stats) = (self.pipeline.finisher.clone(), self.stats);
+        let work = async move { pool.commit(CommitSnapshot { txn, manifest, stats }).await };
         Box::pin(work.into_actor(self).map(|r, act, _| {
             act.finishing = false;
             match r? {

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::auth::{self, files};
-use crate::config::{Config, FsyncPolicy};
+use crate::config::Config;
 use crate::format::{Authid, DatastoreName};
 use crate::http::ApiError;
 use crate::protocol::inflight::InflightBytes;
-use crate::store::Datastore;
+use crate::store::{Datastore, DatastoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -72,15 +72,14 @@ pub fn open_datastores(config: &Config) -> Result<HashMap<String, Arc<Datastore>
         let root = config.datastore_path(name).expect("configured datastore has a path");
         let parsed = DatastoreName::parse(name)
             .map_err(|e| ServerError::Datastore { name: name.clone(), message: e.to_string() })?;
+        let options = DatastoreOptions::from_config(&config.pipeline);
         let opened = if root.join(".chunks").is_dir() {
-            Datastore::open(parsed, &root)
+            Datastore::open_with(parsed, &root, &options)
         } else {
             tracing::info!(datastore = %name, path = %root.display(), "creating datastore");
-            Datastore::create(parsed, &root)
+            Datastore::create_with(parsed, &root, &options)
         };
         let ds = opened.map_err(|e| ServerError::Datastore { name: name.clone(), message: e.to_string() })?;
-        // The chunk writer follows the store's flag: only the per-file policy syncs each chunk.
-        ds.chunks().set_fsync(config.pipeline.fsync == FsyncPolicy::File);
         map.insert(name.clone(), Arc::new(ds));
     }
     Ok(map)

@@ -11,12 +11,13 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::FsyncPolicy;
 use crate::format::manifest::Manifest;
 use crate::format::{ArchiveName, Authid, GroupRef, Namespace, SnapshotRef};
 use crate::store::durable::{self, io_err};
 use crate::store::list::OWNER_NAME;
 use crate::store::lock::{DirLock, SharedGuard};
-use crate::store::{Datastore, Result, StoreError};
+use crate::store::{Datastore, Result, StoreError, client_io};
 
 /// Mode for group, type and snapshot directories (PBS: plain mkdir, 0777 minus umask 022).
 const DIR_MODE: u32 = 0o755;
@@ -151,7 +152,8 @@ impl BackupTxn {
             // without `owner` or one with an unfinished snapshot: start-up recovery removes both
             // (store/recover.rs), where a lone `owner` would look like a group kept on purpose.
             let group = &snapshot.group;
-            durable::write_atomic(&store.group_path(&ns, group).join(OWNER_NAME), format!("{auth}\n").as_bytes())
+            store
+                .write_file(&store.group_path(&ns, group).join(OWNER_NAME), format!("{auth}\n").as_bytes())
                 .map_err(|e| client_io(e, format!("creating backup group {group} failed - writing {OWNER_NAME}")))?;
         }
         cleanup.writer = Some(store.locker().try_shared()?);
@@ -161,7 +163,15 @@ impl BackupTxn {
     /// Writes a file of the snapshot atomically (temp, fsync, rename, fsync dir).
     /// An I/O error names the file, not the temp path (the log keeps the full context).
     pub fn write_file(&self, name: &ArchiveName, bytes: &[u8]) -> Result<()> {
-        durable::write_atomic(&self.file_path(name), bytes).map_err(|e| client_io(e, format!("writing {name} failed")))
+        self.store.write_file(&self.file_path(name), bytes).map_err(|e| client_io(e, format!("writing {name} failed")))
+    }
+    /// Makes the committed snapshot durable as the datastore's sync level asks: `filesystem`
+    /// syncs the datastore's file system once here; `file` synced every file as it was written.
+    pub fn sync_commit(&self) -> Result<()> {
+        if self.store.fsync_policy() == FsyncPolicy::Filesystem {
+            durable::syncfs(self.store.root())?;
+        }
+        Ok(())
     }
     /// Path of a file in the snapshot directory.
     pub fn file_path(&self, name: &ArchiveName) -> PathBuf {
@@ -175,18 +185,6 @@ impl BackupTxn {
     /// manifest has been committed.
     pub fn commit(mut self) {
         self.cleanup.committed = true;
-    }
-}
-
-/// Rewords a disk error for the client: `what` failed, then the OS error. The temp path and
-/// step the store's text names mean nothing to a client, so they go to the log instead.
-pub(crate) fn client_io(e: StoreError, what: String) -> StoreError {
-    match e {
-        StoreError::Io { context, source } => {
-            tracing::warn!("{what}: {context}: {source}");
-            StoreError::Io { context: what, source }
-        }
-        other => other,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Each branch of formats.md 5.3, plus lazy directory creation and reads.
 
 use super::*;
+use crate::store::io::files::WriteTarget;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 const PLAIN: [u8; 8] = [66, 171, 56, 7, 190, 131, 112, 161];
@@ -152,9 +154,11 @@ fn non_regular_file_is_an_error() {
 fn plan_names_a_pbs_style_temp_in_the_same_dir() {
     let (_d, cs) = store();
     let d = digest();
-    let InsertPlan::Write { tmp, dest, dir } = cs.plan_insert(&d, &blob(PLAIN, 5, 1)).unwrap() else {
+    let InsertPlan::Write { replace: false } = cs.plan_insert(&d, &blob(PLAIN, 5, 1)).unwrap() else {
         panic!("new chunk must be written")
     };
+    // Both local backends write where the chunk directory says.
+    let WriteTarget { tmp, dest, dir } = FileBackend::new(cs.base().to_path_buf(), true).dir().target(&d).unwrap();
     assert_eq!(tmp.parent(), Some(dir.as_path()));
     assert_eq!(dest.parent(), Some(dir.as_path()));
     assert!(dir.is_dir(), "the writer must find the directory");

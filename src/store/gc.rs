@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::format::Digest;
 use crate::format::dynamic_index::DynamicIndex;
 use crate::format::fixed_index::FixedIndex;
-use crate::store::chunk_store::touch_atime;
 use crate::store::durable::{io_err, is_tmp_name};
+use crate::store::io::files::touch_atime;
 use crate::store::{Datastore, Result, StoreError};
 
 /// PBS 3.2.4: chunks untouched for a day may only look untouched because of relatime.

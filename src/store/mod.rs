@@ -3,15 +3,18 @@
 //! Everything that decides where a byte goes on disk and how it gets there durably lives here;
 //! the byte layouts themselves are `format/`. Paths are built only from validated names.
 //!
-//! Files: `durable.rs` (the one temp-fsync-rename helper), `lock.rs` (flock and `.lock`),
-//! `chunk_store.rs`, `backup.rs` (a backup's lifecycle), `list.rs` (reading the tree),
-//! `admin.rs` (namespaces, forget, protection, notes), `recover.rs` (crash leftovers at start-up).
+//! Files: `durable.rs` (the one temp-fsync-rename helper), `io/` (the backend every chunk and
+//! snapshot file goes through: plain file I/O or io_uring), `chunk_store.rs` (the dedup rules),
+//! `lock.rs` (flock and `.lock`), `backup.rs` (a backup's lifecycle), `list.rs` (reading the
+//! tree), `admin.rs` (namespaces, forget, protection, notes), `recover.rs` (crash leftovers at
+//! start-up).
 
 pub mod admin;
 pub mod backup;
 pub mod chunk_store;
 pub mod durable;
 pub mod gc;
+pub mod io;
 pub mod list;
 pub mod lock;
 pub mod prune;
@@ -23,12 +26,14 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::FsyncPolicy;
 use crate::format::{DatastoreName, GroupRef, NameError, Namespace, SnapshotRef};
 
 pub use admin::{SnapshotReader, load_manifest};
 pub use backup::{BackupTxn, BaseSnapshot};
-pub use chunk_store::{ChunkBackend, ChunkStore, InsertOutcome, InsertPlan};
+pub use chunk_store::{ChunkStore, InsertOutcome, InsertPlan};
 pub use durable::{fsync_dir, write_atomic};
+pub use io::{Backend, DatastoreOptions, WriteMethod};
 pub use list::SnapshotInfo;
 pub use lock::{DirLock, ProcessLocker, SharedGuard};
 
@@ -56,12 +61,27 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Rewords a disk error for the client: `what` failed, then the OS error. The temp path and
+/// step the store's text names mean nothing to a client, so they go to the log instead.
+pub(crate) fn client_io(e: StoreError, what: String) -> StoreError {
+    match e {
+        StoreError::Io { context, source } => {
+            tracing::warn!("{what}: {context}: {source}");
+            StoreError::Io { context: what, source }
+        }
+        other => other,
+    }
+}
+
 /// One datastore on disk. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Datastore {
     name: DatastoreName,
     root: PathBuf,
+    /// Every chunk and snapshot file goes through it.
+    io: Arc<dyn Backend>,
     chunks: ChunkStore,
+    fsync: FsyncPolicy,
     locker: Arc<ProcessLocker>,
     /// Serialises manifest rewrites (verify state, notes) within this process; PBS's lock
     /// file under /run is not shared with it.
@@ -72,23 +92,33 @@ impl Datastore {
     /// Creates the layout (`.chunks/0000..ffff` 0750, `.lock` 0644, base 0755) where absent
     /// and opens it. Safe on an existing datastore: nothing present is changed.
     pub fn create(name: DatastoreName, root: &Path) -> Result<Self> {
+        Self::create_with(name, root, &DatastoreOptions::default())
+    }
+
+    /// [`create`](Self::create), then open with `options`.
+    pub fn create_with(name: DatastoreName, root: &Path, options: &DatastoreOptions) -> Result<Self> {
         match std::fs::DirBuilder::new().mode(BASE_DIR_MODE).create(root) {
             Ok(()) => set_mode(root, BASE_DIR_MODE)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && root.is_dir() => {}
             Err(e) => return Err(durable::io_err("create datastore directory", root)(e)),
         }
-        let chunks = ChunkStore::new(root.join(".chunks"));
-        chunk_store::create_chunk_dir(chunks.base())?;
-        chunks.create_all_dirs()?;
+        let chunks = root.join(".chunks");
+        io::files::create_chunk_dir(&chunks)?;
+        io::files::create_all_dirs(&chunks)?;
         ensure_lock_file(root)?;
         durable::fsync_dir(root)?;
-        Self::open(name, root)
+        Self::open_with(name, root, options)
     }
 
     /// Opens an existing datastore (refuses a directory without `.chunks`). Missing chunk
     /// directories are created when first needed and a missing `.lock` now, so a copy of a
     /// store without its empty directories works.
     pub fn open(name: DatastoreName, root: &Path) -> Result<Self> {
+        Self::open_with(name, root, &DatastoreOptions::default())
+    }
+
+    /// [`open`](Self::open) with the sync level and chunk write method of `options`.
+    pub fn open_with(name: DatastoreName, root: &Path, options: &DatastoreOptions) -> Result<Self> {
         let chunks_dir = root.join(".chunks");
         if !chunks_dir.is_dir() {
             return Err(StoreError::NotFound(format!("datastore '{name}' at {root:?} has no chunk store (.chunks)")));
@@ -97,10 +127,13 @@ impl Datastore {
         // Fixes "this process's start" before it writes anything here (GC's temp-file rule).
         recover::process_start();
         let locker = Arc::new(ProcessLocker::open(&root.join(".lock"))?);
+        let io = io::open(&chunks_dir, options);
         Ok(Datastore {
             name,
             root: root.to_path_buf(),
-            chunks: ChunkStore::new(chunks_dir),
+            chunks: ChunkStore::with_backend(chunks_dir, io.clone()),
+            io,
+            fsync: options.fsync,
             locker,
             manifest_lock: Default::default(),
         })
@@ -118,6 +151,14 @@ impl Datastore {
     }
     pub fn chunks(&self) -> &ChunkStore {
         &self.chunks
+    }
+    /// The sync level this datastore was opened with.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+    /// Replaces a file of the datastore (`path` below its root) durably, through its backend.
+    pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.io.write_file(path, bytes)
     }
     pub fn namespace_path(&self, ns: &Namespace) -> PathBuf {
         self.root.join(ns.rel_path())
