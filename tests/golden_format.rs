@@ -1,11 +1,13 @@
-//! Our codecs against a datastore written by the real PBS 3.2.4 (`shared/golden/`): every blob,
+//! Our codecs against a datastore written by the real PBS 3.2.4 (`tests/data/golden/`): every blob,
 //! index and manifest decodes, every chunk verifies, archives reassemble to the SHA-256 sums the
 //! golden README records, and what we encode for the same content is byte-identical to PBS's.
 //!
 //! The store is only read, never written, so no temporary copy is needed.
 
+#[path = "common/golden.rs"]
+mod golden;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use chunkyard::format::Digest;
 use chunkyard::format::blob::{self, BlobKind};
@@ -15,14 +17,8 @@ use chunkyard::format::fixed_index::{self, FIXED_CHUNK_SIZE, FixedIndex};
 use chunkyard::format::manifest::{CryptMode, Manifest};
 use sha2::{Digest as _, Sha256};
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
-
-fn store() -> PathBuf {
-    Path::new(GOLDEN).join("pbs-3.2.4-store")
-}
-
 fn golden_key() -> CryptConfig {
-    let json = std::fs::read(Path::new(GOLDEN).join("golden-enc.key")).unwrap();
+    let json = std::fs::read(golden::enc_key()).unwrap();
     KeyFile::parse(&json).unwrap().open(None).unwrap()
 }
 
@@ -30,7 +26,7 @@ fn golden_key() -> CryptConfig {
 fn snapshots() -> Vec<String> {
     let mut out = Vec::new();
     for ty in ["host", "vm", "ct"] {
-        let Ok(groups) = std::fs::read_dir(store().join(ty)) else { continue };
+        let Ok(groups) = std::fs::read_dir(golden::store().join(ty)) else { continue };
         for g in groups {
             let g = g.unwrap().path();
             for s in std::fs::read_dir(&g).unwrap() {
@@ -48,7 +44,7 @@ fn snapshots() -> Vec<String> {
 }
 
 fn read_chunk(d: &Digest) -> Vec<u8> {
-    std::fs::read(store().join(".chunks").join(d.prefix_dir()).join(d.to_hex()))
+    std::fs::read(golden::store().join(".chunks").join(d.prefix_dir()).join(d.to_hex()))
         .unwrap_or_else(|e| panic!("chunk {}: {e}", d.to_hex()))
 }
 
@@ -60,7 +56,7 @@ struct Archive {
 }
 
 fn load_manifest(snap: &str) -> Manifest {
-    let m = Manifest::from_blob(&std::fs::read(store().join(snap).join("index.json.blob")).unwrap()).unwrap();
+    let m = Manifest::from_blob(&std::fs::read(golden::store().join(snap).join("index.json.blob")).unwrap()).unwrap();
     assert_eq!(format!("{}/{}", m.backup_type, m.backup_id), snap.rsplit_once('/').unwrap().0);
     m
 }
@@ -69,7 +65,7 @@ fn archives(snap: &str) -> BTreeMap<String, Archive> {
     let m = load_manifest(snap);
     let mut out = BTreeMap::new();
     for f in &m.files {
-        let raw = std::fs::read(store().join(snap).join(&f.filename)).unwrap();
+        let raw = std::fs::read(golden::store().join(snap).join(&f.filename)).unwrap();
         let (chunks, size) = if f.filename.ends_with(".fidx") {
             let idx = FixedIndex::parse(&raw).unwrap();
             let c = idx.digests.iter().enumerate().map(|(i, d)| (*d, idx.chunk_len(i))).collect();
@@ -97,7 +93,7 @@ fn manifests_match_their_files() {
         assert_eq!(snap.rsplit('/').next().unwrap(), time.to_string(), "backup-time of {snap}");
         assert!(!m.files.is_empty());
         for f in &m.files {
-            let raw = std::fs::read(store().join(&snap).join(&f.filename)).unwrap();
+            let raw = std::fs::read(golden::store().join(&snap).join(&f.filename)).unwrap();
             let (csum, size) = if f.filename.ends_with(".fidx") {
                 let idx = FixedIndex::parse(&raw).unwrap();
                 assert_eq!(idx.chunk_size, FIXED_CHUNK_SIZE);
@@ -116,7 +112,7 @@ fn manifests_match_their_files() {
         }
         // Nothing else in the directory but the manifest itself.
         let listed: BTreeSet<String> = m.files.iter().map(|f| f.filename.clone()).collect();
-        for e in std::fs::read_dir(store().join(&snap)).unwrap() {
+        for e in std::fs::read_dir(golden::store().join(&snap)).unwrap() {
             let name = e.unwrap().file_name().into_string().unwrap();
             assert!(name == "index.json.blob" || listed.contains(&name), "{snap}/{name}");
         }
@@ -126,7 +122,7 @@ fn manifests_match_their_files() {
 #[test]
 fn manifest_rewrite_is_byte_identical() {
     for snap in snapshots() {
-        let raw = std::fs::read(store().join(&snap).join("index.json.blob")).unwrap();
+        let raw = std::fs::read(golden::store().join(&snap).join("index.json.blob")).unwrap();
         let m = Manifest::from_blob(&raw).unwrap();
         assert_eq!(m.to_json(), blob::decode(&raw).unwrap(), "{snap}");
         assert_eq!(blob::kind_of(&raw).unwrap(), BlobKind::Compressed);
@@ -155,7 +151,7 @@ fn encrypted_manifest_signature_and_fingerprint_check_out() {
 fn indexes_we_encode_are_byte_identical() {
     for snap in snapshots() {
         for f in load_manifest(&snap).files {
-            let raw = std::fs::read(store().join(&snap).join(&f.filename)).unwrap();
+            let raw = std::fs::read(golden::store().join(&snap).join(&f.filename)).unwrap();
             // Rebuilt from the parsed digests, uuid and ctime only.
             let ours = if f.filename.ends_with(".fidx") {
                 let p = FixedIndex::parse(&raw).unwrap();
@@ -192,7 +188,7 @@ fn every_referenced_chunk_and_every_stored_chunk_verifies() {
         }
     }
     let mut stored = BTreeSet::new();
-    for dir in std::fs::read_dir(store().join(".chunks")).unwrap() {
+    for dir in std::fs::read_dir(golden::store().join(".chunks")).unwrap() {
         for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
             stored.insert(f.unwrap().file_name().into_string().unwrap());
         }
@@ -227,7 +223,7 @@ fn corrupt_golden_chunks_are_caught() {
 
 /// `(snapshot, archive) -> sha256` from the table in the golden README.
 fn readme_sums() -> BTreeMap<(String, String), String> {
-    let text = std::fs::read_to_string(Path::new(GOLDEN).join("README.md")).unwrap();
+    let text = std::fs::read_to_string(golden::readme()).unwrap();
     text.lines()
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();

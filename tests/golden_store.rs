@@ -1,6 +1,9 @@
-//! The store against a datastore written by the real PBS 3.2.4 (`shared/golden/`): open a copy,
+//! The store against a datastore written by the real PBS 3.2.4 (`tests/data/golden/`): open a copy,
 //! list what PBS wrote, read its chunks back into the archives the README hashes, then add a
 //! snapshot of our own next to PBS's and read both.
+
+#[path = "common/golden.rs"]
+mod golden;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,30 +18,12 @@ use chunkyard::format::{
 use chunkyard::store::{BackupTxn, Datastore, InsertOutcome};
 use sha2::Digest as _;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/pbs-3.2.4-store");
 const OWNER: &str = "bench@pbs!anchor";
-
-/// Copies the read-only golden tree into `dst`, making it writable.
-fn copy_tree(src: &Path, dst: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dst).unwrap();
-    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-    }
-}
 
 fn open_copy() -> (tempfile::TempDir, Arc<Datastore>) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("golden");
-    copy_tree(Path::new(GOLDEN), &root);
+    golden::copy_store(&root);
     let ds = Datastore::open(DatastoreName::parse("golden").unwrap(), &root).unwrap();
     (dir, Arc::new(ds))
 }

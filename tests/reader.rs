@@ -3,8 +3,8 @@
 //! session's refusals (unregistered chunk, missing/corrupt files, missing snapshot).
 
 mod backup_support;
-
-use std::path::Path;
+#[path = "common/golden.rs"]
+mod golden;
 
 use backup_support::*;
 use bytes::Bytes;
@@ -140,21 +140,10 @@ async fn upgrade_checks_and_lock() {
     assert!(!snapshot_dir(&server, "r3", T0).exists());
 }
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/pbs-3.2.4-store");
-
-/// Copies the read-only golden tree with `cp` into the (empty) store and makes it writable.
-fn copy_golden(dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    let ok = std::process::Command::new("cp").arg("-r").arg(format!("{GOLDEN}/.")).arg(dst).status().unwrap().success();
-    assert!(ok, "copying the golden store");
-    let ok = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(dst).status().unwrap().success();
-    assert!(ok);
-}
-
 #[tokio::test]
 async fn golden_pbs_store_restores_to_the_readme_hashes() {
     let server = TestServer::start();
-    copy_golden(&server.store_path());
+    golden::copy_store(&server.store_path());
     let cases = [
         (
             "host",

@@ -1,6 +1,9 @@
 //! Key operation tests: spec vectors T7-T9 (formats.md 11), the golden key file, key-file KDFs
 //! and manifest signature checks.
 
+#[path = "../../tests/common/golden.rs"]
+mod golden;
+
 use super::*;
 use crate::format::manifest::{CryptMode, FileEntry};
 
@@ -128,7 +131,7 @@ fn t9_manifest_signature() {
 
 #[test]
 fn golden_key_file_opens_with_its_fingerprint() {
-    let json = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/golden-enc.key")).unwrap();
+    let json = std::fs::read(golden::enc_key()).unwrap();
     let kf = KeyFile::parse(&json).unwrap();
     assert_eq!(kf.kdf, None);
     let c = kf.open(None).unwrap();
