@@ -15,8 +15,8 @@ use chunkyard::config::{FsyncPolicy, PipelineConfig};
 use chunkyard::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
 use chunkyard::format::manifest::Manifest;
 use chunkyard::format::{DatastoreName, Digest, blob};
-use chunkyard::server::testing::TestServer;
 use chunkyard::store::{Datastore, DatastoreOptions};
+use chunkyard::testing::TestServer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const MIB: usize = 1024 * 1024;

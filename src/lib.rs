@@ -22,6 +22,9 @@
 //! - [`config`], [`metrics`]: configuration and Prometheus metrics.
 //! - [`failpoint`]: named places on the write path where crash and full-disk tests strike.
 //! - [`cli`]: the `chunkyard` command line (serve, datastore, cert) and log output.
+//! - `testing` (cargo feature `testing`, which the package's own tests, benches and the load
+//!   tester's tests turn on): `TestServer` and the test data generator; never in a release
+//!   build.
 
 pub mod actors;
 pub mod auth;
@@ -36,6 +39,8 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// What the cargo-fuzz targets in `fuzz/` reach that the crate otherwise keeps to itself (the
 /// parameter decoder of the API and the backup session). Not an API: nothing else may use it.

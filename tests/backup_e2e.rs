@@ -15,7 +15,7 @@ use chunkyard::format::blob;
 use chunkyard::format::dynamic_index::DynamicIndex;
 use chunkyard::format::fixed_index::FixedIndex;
 use chunkyard::format::manifest::Manifest;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 
 fn read_chunk(store: &Path, digest: &Digest) -> Vec<u8> {
     let path = store.join(".chunks").join(digest.prefix_dir()).join(digest.to_hex());

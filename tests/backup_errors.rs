@@ -10,7 +10,7 @@ use chunkyard::format::Digest;
 use chunkyard::format::dynamic_index::{DynamicEntry, DynamicIndex};
 use chunkyard::format::fixed_index::FixedIndex;
 use chunkyard::format::manifest::Manifest;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::{Method, StatusCode};
 
 const BAD: StatusCode = StatusCode::BAD_REQUEST;

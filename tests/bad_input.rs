@@ -13,7 +13,7 @@ use bad_input_support::*;
 use bytes::Bytes;
 use chunkyard::client::BackupSession;
 use chunkyard::format::Digest;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 

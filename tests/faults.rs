@@ -20,7 +20,7 @@ use std::sync::{Mutex, Once};
 use backup_support::*;
 use chunkyard::client::ClientError;
 use chunkyard::failpoint;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use faults_support::*;
 use http::StatusCode;
 

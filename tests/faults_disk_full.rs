@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use backup_support::*;
 use bytes::Bytes;
 use chunkyard::client::{BackupSession, ClientError};
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use faults_support::*;
 use http::StatusCode;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use backup_support::*;
 use bytes::Bytes;
 use chunkyard::client::{BACKUP_PROTOCOL, ClientError, ReaderParams, encode_query};
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

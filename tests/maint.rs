@@ -14,7 +14,7 @@ use bytes::Bytes;
 use chunkyard::client::BackupOptions;
 use chunkyard::client::admin::snapshot_params;
 use chunkyard::format::dynamic_index::DynamicIndex;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::Method;
 use serde_json::{Value, json};
 

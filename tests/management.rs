@@ -10,7 +10,7 @@ use chunkyard::auth::{AuthStore, Role};
 use chunkyard::client::admin::{Auth, snapshot_params};
 use chunkyard::client::{BackupOptions, ClientConfig, HttpClient, ReaderParams};
 use chunkyard::format::Authid;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 

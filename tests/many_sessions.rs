@@ -20,9 +20,9 @@ use chunkyard::format::blob;
 use chunkyard::format::dynamic_index::DynamicIndex;
 use chunkyard::format::{DatastoreName, Digest};
 use chunkyard::metrics;
-use chunkyard::server::testing::TestServer;
 use chunkyard::store::Datastore;
 use chunkyard::store::verify::VerifyResult;
+use chunkyard::testing::TestServer;
 
 const SESSIONS: usize = 256;
 /// Per session: about four 64 KiB chunks of poorly compressible data.

@@ -66,7 +66,7 @@ fn total(text: &str, name: &str) -> f64 {
 async fn real_backup_is_visible_in_a_scrape_that_promtool_accepts() {
     use bytes::Bytes;
     use chunkyard::client::{BackupOptions, BackupParams, HttpClient};
-    use chunkyard::server::testing::TestServer;
+    use chunkyard::testing::TestServer;
 
     let server = TestServer::start();
     // An existing chunk store is opened, not created: skips making 65536 directories up front.
@@ -76,7 +76,7 @@ async fn real_backup_is_visible_in_a_scrape_that_promtool_accepts() {
 
     // 9 MiB of distinct pseudo-random data (three fixed chunks, no two alike), then the same
     // again as a second snapshot: the second run reuses all three without uploading.
-    let data = Bytes::from(chunkyard::server::testing::noise(9 * 1024 * 1024, 1));
+    let data = Bytes::from(chunkyard::testing::noise(9 * 1024 * 1024, 1));
     let client = HttpClient::new(server.client_config()).unwrap();
     for (n, time) in [1_700_000_000i64, 1_700_000_100].into_iter().enumerate() {
         let session = client

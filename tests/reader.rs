@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chunkyard::client::{BackupOptions, ReaderParams, ReaderSession};
 use chunkyard::format::Digest;
 use chunkyard::format::dynamic_index::DynamicIndex;
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::{Method, StatusCode};
 use sha2::Digest as _;
 

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use chunkyard::client::{BackupParams, ClientConfig, H2Conn, HttpClient};
-use chunkyard::server::testing::{TestServer, noise};
+use chunkyard::testing::{TestServer, noise};
 use http::{Method, StatusCode};
 
 const BACKUP_QUERY: &str =

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Command;
 
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use serde_json::Value;
 
 fn scrape(addr: SocketAddr) -> String {

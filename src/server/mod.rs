@@ -8,7 +8,6 @@
 
 pub mod api;
 pub mod http;
-pub mod testing;
 pub mod tls;
 pub mod upgrade;
 

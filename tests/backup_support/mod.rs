@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chunkyard::client::{BackupParams, BackupSession, ClientError, HttpClient};
 use chunkyard::format::blob;
 use chunkyard::format::{BackupTime, Digest};
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::StatusCode;
 
 pub const T0: i64 = 1_718_000_000;
@@ -51,7 +51,7 @@ pub fn chunk(data: &[u8]) -> (Digest, Bytes) {
 
 /// Deterministic, poorly compressible test data.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    chunkyard::server::testing::noise(len, seed)
+    chunkyard::testing::noise(len, seed)
 }
 
 /// Asserts a refused request: status and exact text.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chunkyard::client::{ClientError, HttpClient, Response};
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use http::StatusCode;
 use sha2::{Digest as _, Sha256};
 

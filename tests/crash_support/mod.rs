@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chunkyard::client::{BackupOptions, BackupParams, ClientConfig, ClientError, HttpClient, ReaderParams};
 use chunkyard::format::BackupTime;
 use chunkyard::format::manifest::Manifest;
-use chunkyard::server::testing::noise;
+use chunkyard::testing::noise;
 use serde_json::Value;
 
 pub const STORE: &str = "store";

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chunkyard::client::chunker::Chunker;
 use chunkyard::client::{BackupOptions, ClientError, ReaderParams, Uploader};
 use chunkyard::format::{BackupTime, Digest, blob};
-use chunkyard::server::testing::TestServer;
+use chunkyard::testing::TestServer;
 use sha2::{Digest as _, Sha256};
 
 use crate::backup_support::{T0, client, data, session};

@@ -2,6 +2,10 @@
 //! integration tests and benches. It runs `bind` + `serve` on its own thread (its own actix
 //! System and Arbiters) exactly as `chunkyard serve` does; Drop stops it and removes the
 //! directory. Also the pseudo-random data those tests back up.
+//!
+//! Behind the cargo feature `testing`: the harness starts servers and uses the client, so the
+//! release library leaves it out; the package's dev-dependency on itself turns it on for its
+//! tests and benches.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
