@@ -9,10 +9,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use chunkyard::format::Digest;
-use chunkyard::format::blob;
-use chunkyard::format::dynamic_index::{DynamicEntry, DynamicIndex};
-use chunkyard::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
+use chunkyard::client::{Digest, DynamicEntry, DynamicIndex, FIXED_CHUNK_SIZE, FixedIndex, blob};
 
 /// Index kind of the archive every session uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chunkyard::client::session::upload_chunk;
-use chunkyard::client::{BackupParams, HttpClient, IndexKind, ReaderParams};
-use chunkyard::format::Digest;
-use chunkyard::format::dynamic_index::DynamicIndex;
-use chunkyard::format::fixed_index::FixedIndex;
-use chunkyard::format::manifest::{CryptMode, FileEntry, Manifest};
+use chunkyard::client::{
+    BackupParams, CryptMode, Digest, DynamicIndex, FileEntry, FixedIndex, HttpClient, IndexKind, Manifest, ReaderParams,
+};
 use tokio::task::JoinSet;
 
 use crate::data::{ArchiveKind, Workload};

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use chunkyard::format::blob;
+use chunkyard::client::blob;
 
 use crate::data::Workload;
 

@@ -30,6 +30,13 @@ pub use archive::{ArchiveStats, BackupOptions, Uploader};
 pub use http::HttpClient;
 pub use session::{BackupParams, BackupSession, H2Conn, IndexKind, ReaderParams, ReaderSession};
 
+/// The formats a client writes and reads (chunks as data blobs, indexes, the manifest), so a
+/// user of the client (the load tester) needs nothing of the crate beyond `client`.
+pub use crate::format::dynamic_index::{DynamicEntry, DynamicIndex};
+pub use crate::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
+pub use crate::format::manifest::{CryptMode, FileEntry, Manifest};
+pub use crate::format::{Digest, blob};
+
 use ::http::StatusCode;
 use bytes::Bytes;
 
