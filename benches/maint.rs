@@ -84,7 +84,7 @@ fn maint(c: &mut Criterion) {
     let n = env_usize("CHUNKYARD_BENCH_CHUNKS", 20_000);
     let size = env_usize("CHUNKYARD_BENCH_CHUNK_SIZE", 4096);
     let f = fixture(n, size);
-    let upid = chunkyard::jobs::new_upid("verify", "bench", "root@pam");
+    let upid = chunkyard::jobs::upid::new_upid(chunkyard::jobs::upid::Node::Host, "verify", "bench", "root@pam");
     let mut g = c.benchmark_group(format!("maint_{n}_chunks_of_{size}"));
     g.sample_size(10);
     g.throughput(Throughput::Bytes(f.encoded_bytes));

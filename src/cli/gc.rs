@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{Cli, CliError, JsonFlag, exit, output};
 use crate::format::DatastoreName;
+use crate::jobs::upid::{Node, new_upid};
 use crate::store::Datastore;
 use crate::store::gc::GcOptions;
 
@@ -77,7 +78,7 @@ pub fn progress(cli: &Cli, msgid: &'static str) -> impl FnMut(String) + use<> {
 
 pub fn run(cli: &Cli, args: &GcArgs) -> Result<(), CliError> {
     let store = open_store(cli, &args.store)?;
-    let upid = crate::jobs::new_upid("garbage_collection", store.name().as_str(), "root@pam");
+    let upid = new_upid(Node::Host, "garbage_collection", store.name().as_str(), "root@pam");
     let started = Instant::now();
     let opts = GcOptions { upid: Some(upid), ..GcOptions::default() };
     let status = crate::jobs::gc(&store, &opts, &mut progress(cli, "GC.Progress")).map_err(job_error("GC.Failed"))?;

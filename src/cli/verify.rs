@@ -11,6 +11,7 @@ use super::gc::{job_error, open_store, progress};
 use super::{Cli, CliError, JsonFlag, exit, output};
 use crate::format::{BackupId, BackupTime, GroupRef, Namespace, SnapshotRef};
 use crate::jobs::VerifySelection;
+use crate::jobs::upid::{Node, new_upid};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -71,7 +72,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs) -> Result<(), CliError> {
         ignore_verified: args.ignore_verified,
         outdated_after_days: args.outdated_after,
     };
-    let upid = crate::jobs::new_upid("verify", store.name().as_str(), "root@pam");
+    let upid = new_upid(Node::Host, "verify", store.name().as_str(), "root@pam");
     let started = Instant::now();
     let report = crate::jobs::verify(&store, &sel, &upid, &mut progress(cli, "Verify.Progress"))
         .map_err(job_error("Verify.Failed"))?;

@@ -73,7 +73,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// A self-signed certificate valid for the names a local client may use.
 fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    if let Some(host) = hostname().filter(|h| h != "localhost") {
+    if let Some(host) = crate::jobs::upid::hostname().filter(|h| h != "localhost") {
         names.insert(1, host);
     }
     let generated = rcgen::generate_simple_self_signed(names)?;
@@ -84,20 +84,6 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     write_atomic(cert_path, generated.cert.pem().as_bytes(), 0o640)
         .map_err(|source| TlsError::Write { path: cert_path.to_path_buf(), source })?;
     Ok(())
-}
-
-/// The machine's host name, if it is a usable DNS name.
-pub fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = std::str::from_utf8(&buf[..end]).ok()?.to_string();
-    let dns_ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    dns_ok.then_some(name)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //!
 //! Tasks run on the blocking pool and keep their log in memory, bounded: at most [`MAX_TASKS`]
 //! tasks (finished ones are forgotten oldest first) and [`MAX_LINES`] lines each (later lines
-//! are counted, not kept). The UPID follows PBS's shape so the client (and `verify_state`
-//! consumers) can parse it.
+//! are counted, not kept). The UPID comes from `jobs::upid`, PBS's shape, so the client (and
+//! `verify_state` consumers) can parse it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,15 +20,13 @@ use crate::format::Authid;
 use crate::http::ApiError;
 use crate::http::JSON_CONTENT_TYPE;
 use crate::http::params::Params;
+use crate::jobs::upid::{Node, new_upid};
 use crate::server::http::Body;
 
 /// Tasks remembered; running ones are never forgotten.
 pub const MAX_TASKS: usize = 64;
 /// Log lines kept per task.
 pub const MAX_LINES: usize = 10_000;
-
-/// Node name in UPIDs and task paths; the CLI always asks `nodes/localhost`.
-pub const NODE: &str = "localhost";
 
 #[derive(Debug, Default)]
 struct Task {
@@ -72,11 +70,10 @@ pub fn spawn(
     authid: &Authid,
     work: impl FnOnce(&TaskLog, &str) -> Result<(), String> + Send + 'static,
 ) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let now = chrono::Utc::now().timestamp();
-    let upid = format!("UPID:{NODE}:{:08X}:{:08X}:{n:08X}:{now:08X}:{kind}:{id}:{authid}:", std::process::id(), 0);
-    let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), seq: n, ..Task::default() }));
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let upid = new_upid(Node::Localhost, kind, id, &authid.to_string());
+    let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), seq, ..Task::default() }));
     {
         let mut all = tasks().lock().expect("tasks lock");
         while all.len() >= MAX_TASKS {

@@ -3,7 +3,8 @@
 //! records the job metrics, so a `chunkyard gc` and a `POST .../gc` count the same way.
 //! The work itself lives in `store::{gc, verify, prune}`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+pub mod upid;
+
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -22,46 +23,6 @@ pub const JOB_PRUNE: &str = "prune";
 
 /// Where a job writes its human progress lines (a task log, stderr, or nothing).
 pub type Log<'a> = &'a mut dyn FnMut(String);
-
-static TASK_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh task id `UPID:node:pid:pstart:task_id:starttime:type:id:authid:`.
-/// `worker_id` must not contain `:` or blanks (datastore names never do).
-pub fn new_upid(worker_type: &str, worker_id: &str, authid: &str) -> String {
-    let node = node_name();
-    let pid = std::process::id();
-    let task = TASK_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let start = chrono::Utc::now().timestamp();
-    format!("UPID:{node}:{pid:08X}:{:08X}:{task:08X}:{start:08X}:{worker_type}:{worker_id}:{authid}:", process_start())
-}
-
-/// The start time (hex epoch) of a UPID, which `--outdated-after` ages verify states by.
-pub fn upid_start(upid: &str) -> Option<i64> {
-    let fields: Vec<&str> = upid.split(':').collect();
-    if fields.len() != 10 || fields[0] != "UPID" {
-        return None;
-    }
-    i64::from_str_radix(fields[5], 16).ok()
-}
-
-/// The host name reduced to the UPID node syntax (alphanumerics and inner dashes).
-fn node_name() -> String {
-    let host = crate::server::tls::hostname().unwrap_or_default();
-    let first = host.split('.').next().unwrap_or("");
-    let clean: String = first.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-    let clean = clean.trim_matches('-');
-    if clean.is_empty() { "chunkyard".into() } else { clean.to_string() }
-}
-
-/// Process start in clock ticks since boot (field 22 of /proc/self/stat), as PBS records it.
-fn process_start() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(19)).and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn observe(job: &'static str, started: Instant) {
     metrics::histogram!(metrics::JOB_DURATION, metrics::LABEL_JOB => job).record(started.elapsed().as_secs_f64());
@@ -171,7 +132,7 @@ fn recently_verified(store: &Datastore, ns: &Namespace, snap: &SnapshotRef, days
         return false;
     }
     let Some(days) = days else { return true };
-    let Some(start) = state["upid"].as_str().and_then(upid_start) else { return false };
+    let Some(start) = state["upid"].as_str().and_then(upid::upid_start) else { return false };
     chrono::Utc::now().timestamp() - start < days as i64 * 86_400
 }
 
