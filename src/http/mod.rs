@@ -13,5 +13,5 @@ mod reply;
 
 pub use error::{ApiError, BodyError};
 pub use params::parse_query;
-pub use path::normalize_path;
+pub use path::{Segments, normalize_path};
 pub use reply::{JSON_CONTENT_TYPE, Reply, ReplyResult, encode_reply};

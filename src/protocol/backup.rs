@@ -36,7 +36,7 @@ use crate::failpoint;
 use crate::format::{ArchiveKind, Authid};
 use crate::http::ApiError;
 use crate::http::params::{MAX_PARAM_BODY, Params};
-use crate::http::{BodyError, Reply, ReplyResult, parse_query};
+use crate::http::{BodyError, Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics::{self as m, Stage};
 use crate::protocol::h2::{ConnWindow, OpenWindow, read_body, serve_steered};
 use crate::protocol::inflight::{InflightBytes, Reservation};
@@ -221,9 +221,8 @@ impl Router {
         let started = Instant::now();
         Stage::Session.set_queue_depth(IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1);
         let (parts, mut body) = req.into_parts();
-        // Empty path segments are dropped, as the reference router does.
-        let path: String = parts.uri.path().split('/').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
-        let path = if path.is_empty() { "/".to_string() } else { path };
+        // Empty path segments are dropped, as the reference router does; `AsSent` refuses nothing.
+        let path = normalize_path(parts.uri.path(), Segments::AsSent).unwrap_or_default();
         let query = Params::from_query(parse_query(parts.uri.query()));
         let content_type =
             parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);

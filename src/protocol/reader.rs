@@ -22,7 +22,7 @@ use crate::format::dynamic_index::DynamicIndex;
 use crate::format::fixed_index::FixedIndex;
 use crate::format::{ArchiveKind, Authid, Digest};
 use crate::http::params::Params;
-use crate::http::{ApiError, Reply, ReplyResult, parse_query};
+use crate::http::{ApiError, Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics as m;
 use crate::protocol::h2::serve;
 use crate::store::Datastore;
@@ -81,8 +81,8 @@ impl ReaderRouter {
     async fn handle(&self, req: http::Request<h2::RecvStream>) -> ReplyResult {
         let started = Instant::now();
         let (parts, _body) = req.into_parts();
-        let path: String = parts.uri.path().split('/').filter(|s| !s.is_empty()).map(|s| format!("/{s}")).collect();
-        let path = if path.is_empty() { "/".to_string() } else { path };
+        // Empty path segments are dropped, as the reference router does; `AsSent` refuses nothing.
+        let path = normalize_path(parts.uri.path(), Segments::AsSent).unwrap_or_default();
         let params = Params::from_query(parse_query(parts.uri.query()));
         let (endpoint, result) = self.route(&parts.method, &path, params).await;
         let status = result.as_ref().map(|_| StatusCode::OK).unwrap_or_else(|e| e.status);

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::actors::Pipeline;
 use crate::auth::Credentials;
 use crate::format::Authid;
-use crate::http::{ApiError, ReplyResult, encode_reply, normalize_path};
+use crate::http::{ApiError, ReplyResult, Segments, encode_reply, normalize_path};
 use crate::metrics as m;
 use crate::server::{ServerError, ServerState, upgrade};
 
@@ -183,7 +183,7 @@ pub async fn handle(ctx: Ctx, req: Request<Incoming>, busy: bool) -> Response<Bo
 
 /// Routes a request; also names the endpoint for the request metrics (never a raw path).
 async fn route(ctx: Ctx, req: Request<Incoming>) -> (&'static str, Result<Response<Body>, ApiError>) {
-    let path = match normalize_path(req.uri().path()) {
+    let path = match normalize_path(req.uri().path(), Segments::Decoded) {
         Ok(path) => path,
         Err(e) => return ("invalid", Err(e)),
     };
