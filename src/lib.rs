@@ -25,6 +25,42 @@
 //! - `testing` (cargo feature `testing`, which the package's own tests, benches and the load
 //!   tester's tests turn on): `TestServer` and the test data generator; never in a release
 //!   build.
+//!
+//! ## Layers
+//!
+//! Each module may use only the modules of ours its row names, and every row names only rows
+//! above it, so the arrows between folders point one way: down this table, towards the disk.
+//! External crates are free, except where the last column says. `tests/layers.rs` holds this
+//! table: it parses every source file of the crate and of the load tester and fails on any
+//! `crate::`, `super::` or `chunkyard::` path (in `use`, code or macro bodies) that the table
+//! does not allow, naming file, line and edge. `lib.rs` and `main.rs` only wire modules up.
+//! Edges that break the table while code is being moved are listed in the test one by one;
+//! that list may only shrink.
+//!
+//! | module | may use (of ours) | may not use (crates) |
+//! |---|---|---|
+//! | `format` | nothing | |
+//! | `failpoint` | `format` | |
+//! | `config` | `format`, `failpoint` | |
+//! | `metrics` | `format`, `config` | |
+//! | `store` | `format`, `failpoint`, `config`, `metrics` | |
+//! | `auth` | `format`, `failpoint`, `config`, `metrics`, `store` | |
+//! | `jobs` | `format`, `failpoint`, `config`, `metrics`, `store` | |
+//! | `actors` | `format`, `failpoint`, `config`, `metrics`, `store` | `http`, `hyper`, `h2` |
+//! | `http` | `format`, `failpoint`, `config`, `metrics`, `store`, `auth`, `actors` | |
+//! | `protocol` | `format`, `failpoint`, `config`, `metrics`, `auth`, `actors`, `http` | |
+//! | `server` | `format`, `failpoint`, `config`, `metrics`, `store`, `auth`, `jobs`, `http`, `protocol` | |
+//! | `client` | `format` | |
+//! | `cli` | anything | |
+//! | `testing` | anything | |
+//! | `loadtest` (its own crate; sees this one as `chunkyard`) | `client` | |
+//!
+//! Why so: `format` is pure codecs, shared by the server and the client; the leaves know no
+//! datastore; `store` is the one owner of chunk and file I/O; the pipeline in `actors` knows
+//! nothing of HTTP; `http` sits below both HTTP layers so they share one error mapping without
+//! a cycle; `protocol` reaches the datastore only through the pipeline, and `server` does not
+//! start the pipeline itself. `client` speaks the protocol on `format` alone and the load
+//! tester uses nothing but `client`. `testing` (the test server) is not in the release library.
 
 pub mod actors;
 pub mod auth;
