@@ -19,8 +19,10 @@
 //!   every later one.
 
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+
+use parking_lot::Mutex;
 
 /// The environment variable read once, at the first [`check`].
 pub const ENV: &str = "CHUNKYARD_FAILPOINTS";
@@ -81,7 +83,7 @@ pub fn injected() -> u64 {
 pub fn set(spec: &str) -> Result<(), String> {
     let rules = parse(spec)?;
     let active = !rules.is_empty();
-    *RULES.lock().unwrap_or_else(|p| p.into_inner()) = rules;
+    *RULES.lock() = rules;
     ACTIVE.store(active, Ordering::SeqCst);
     Ok(())
 }
@@ -122,7 +124,7 @@ pub fn check(point: &str, context: &str) -> io::Result<()> {
 
 #[cold]
 fn fire(point: &str, context: &str) -> io::Result<()> {
-    let rules = RULES.lock().unwrap_or_else(|p| p.into_inner());
+    let rules = RULES.lock();
     for rule in rules.iter() {
         if rule.point != point || rule.context.as_deref().is_some_and(|c| !context.ends_with(c)) {
             continue;

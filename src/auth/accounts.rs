@@ -33,7 +33,7 @@ impl AuthStore {
         }
         let user =
             UserEntry { enable: true, expire: 0, comment: Some("created on first start".into()), password: None };
-        self.users.write().expect("user lock").insert(BOOTSTRAP_USER.to_string(), user);
+        self.users.write().insert(BOOTSTRAP_USER.to_string(), user);
         self.save_users()?;
         Ok(Some(authid))
     }
@@ -45,7 +45,7 @@ impl AuthStore {
         if authid.is_token() {
             return Err(AuthError::Invalid(format!("'{userid}' is a token id, not a user id")));
         }
-        if self.users.read().expect("user lock").contains_key(userid) {
+        if self.users.read().contains_key(userid) {
             return Err(AuthError::Invalid(format!("user '{userid}' already exists")));
         }
         let password = match password {
@@ -56,7 +56,7 @@ impl AuthStore {
             None => None,
         };
         let entry = UserEntry { enable: true, expire: 0, comment: None, password };
-        self.users.write().expect("user lock").insert(userid.to_string(), entry);
+        self.users.write().insert(userid.to_string(), entry);
         self.save_users()
     }
 
@@ -66,7 +66,7 @@ impl AuthStore {
         if !authid.is_token() {
             return Err(AuthError::Invalid(format!("'{authid}' is not a token id (user@realm!name)")));
         }
-        if !self.users.read().expect("user lock").contains_key(authid.user()) {
+        if !self.users.read().contains_key(authid.user()) {
             return Err(AuthError::Invalid(format!("no such user '{}'", authid.user())));
         }
         let secret = generate_secret()?;
@@ -76,15 +76,15 @@ impl AuthStore {
 
     fn put_token(&self, authid: &Authid, secret: &str) -> Result<(), AuthError> {
         let entry = TokenEntry { hash: hash_secret(secret)?, enable: true, expire: 0, comment: None };
-        self.tokens.write().expect("token lock").insert(authid.to_string(), entry);
+        self.tokens.write().insert(authid.to_string(), entry);
         self.verified.forget(&authid.to_string());
-        let json = serde_json::to_vec_pretty(&*self.tokens.read().expect("token lock")).expect("tokens serialize");
+        let json = serde_json::to_vec_pretty(&*self.tokens.read()).expect("tokens serialize");
         let path = self.etc.join("tokens.json");
         write_atomic(&path, &json, 0o600).map_err(|source| AuthError::Save { path, source })
     }
 
     fn save_users(&self) -> Result<(), AuthError> {
-        let json = serde_json::to_vec_pretty(&*self.users.read().expect("user lock")).expect("users serialize");
+        let json = serde_json::to_vec_pretty(&*self.users.read()).expect("users serialize");
         let path = self.etc.join("users.json");
         write_atomic(&path, &json, 0o600).map_err(|source| AuthError::Save { path, source })
     }
@@ -96,15 +96,12 @@ impl AuthStore {
             return Err(AuthError::Invalid(format!("invalid ACL path '{path}'")));
         }
         let id = authid.to_string();
-        let known = if authid.is_token() {
-            self.tokens.read().expect("token lock").contains_key(&id)
-        } else {
-            self.users.read().expect("user lock").contains_key(&id)
-        };
+        let known =
+            if authid.is_token() { self.tokens.read().contains_key(&id) } else { self.users.read().contains_key(&id) };
         if !known {
             return Err(AuthError::Invalid(format!("no such user or token '{id}'")));
         }
-        let mut acl = self.acl.write().expect("acl lock");
+        let mut acl = self.acl.write();
         acl.retain(|e| !(e.path == path && e.authid == id));
         acl.push(AclEntry { path: path.to_string(), role, authid: id, propagate });
         let json = serde_json::to_vec_pretty(&*acl).expect("acl serializes");

@@ -22,10 +22,11 @@ pub mod ticket;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::format::Authid;
@@ -166,7 +167,7 @@ impl AuthStore {
 
     /// Re-reads the files whose modification time changed (all of them with `force`).
     pub fn reload(&self, force: bool) -> Result<(), AuthError> {
-        let mut stamps = self.stamps.lock().expect("stamp lock");
+        let mut stamps = self.stamps.lock();
         for (i, name) in FILES.iter().enumerate() {
             let path = self.etc.join(name);
             let now = stamp(&path);
@@ -174,9 +175,9 @@ impl AuthStore {
                 continue;
             }
             match i {
-                0 => *self.users.write().expect("user lock") = load_json(&path)?,
-                1 => *self.tokens.write().expect("token lock") = load_json(&path)?,
-                _ => *self.acl.write().expect("acl lock") = load_json(&path)?,
+                0 => *self.users.write() = load_json(&path)?,
+                1 => *self.tokens.write() = load_json(&path)?,
+                _ => *self.acl.write() = load_json(&path)?,
             }
             stamps[i] = now;
             if i == 1 {
@@ -194,7 +195,7 @@ impl AuthStore {
     }
 
     pub fn has_users(&self) -> bool {
-        !self.users.read().map(|u| u.is_empty()).unwrap_or(true)
+        !self.users.read().is_empty()
     }
 
     /// Authenticates a request: the token header if present, else the ticket cookie (plus
@@ -226,7 +227,7 @@ impl AuthStore {
     }
 
     fn check_user_live(&self, user: &str) -> Result<(), AuthError> {
-        let users = self.users.read().expect("user lock");
+        let users = self.users.read();
         let entry = users.get(user).ok_or(AuthError::Failed("no such user"))?;
         if !live(entry.enable, entry.expire) {
             return Err(AuthError::Failed("user account disabled or expired."));
@@ -246,7 +247,7 @@ impl AuthStore {
         let ok = if password.starts_with("PBS:") {
             self.key.verify_ticket(password, now).as_deref() == Some(username)
         } else {
-            let hash = self.users.read().expect("user lock").get(username).and_then(|u| u.password.clone());
+            let hash = self.users.read().get(username).and_then(|u| u.password.clone());
             match hash {
                 Some(hash) => {
                     let password = password.to_string();
@@ -270,8 +271,8 @@ impl AuthStore {
         let (authid, secret) = parse_token_header(header)?;
         let key = authid.to_string();
         let hash = {
-            let users = self.users.read().expect("user lock");
-            let tokens = self.tokens.read().expect("token lock");
+            let users = self.users.read();
+            let tokens = self.tokens.read();
             let token = tokens.get(&key).ok_or(AuthError::Failed("invalid token"))?;
             let user = users.get(authid.user()).ok_or(AuthError::Failed("invalid token"))?;
             if !live(token.enable, token.expire) || !live(user.enable, user.expire) {
@@ -293,23 +294,17 @@ impl AuthStore {
         if user == BOOTSTRAP_USER && (!authid.is_token() || authid.to_string() == BOOTSTRAP_TOKEN) {
             return Privs::ALL;
         }
-        let acl = self.acl.read().expect("acl lock");
+        let acl = self.acl.read();
         let user_privs = if user == BOOTSTRAP_USER { Privs::ALL } else { own_privs(&acl, user, path) };
         if authid.is_token() { user_privs.intersect(own_privs(&acl, &authid.to_string(), path)) } else { user_privs }
     }
 
     /// Whether a user or token of that id exists (and may log in).
     pub fn knows(&self, authid: &Authid) -> bool {
-        let user_ok =
-            self.users.read().expect("user lock").get(authid.user()).is_some_and(|u| live(u.enable, u.expire));
+        let user_ok = self.users.read().get(authid.user()).is_some_and(|u| live(u.enable, u.expire));
         user_ok
             && (!authid.is_token()
-                || self
-                    .tokens
-                    .read()
-                    .expect("token lock")
-                    .get(&authid.to_string())
-                    .is_some_and(|t| live(t.enable, t.expire)))
+                || self.tokens.read().get(&authid.to_string()).is_some_and(|t| live(t.enable, t.expire)))
     }
 
     pub fn has_privilege(&self, authid: &Authid, path: &str, privilege: Privilege) -> bool {
@@ -429,13 +424,18 @@ mod tests {
         store.authenticate_request(creds).await.map(|id| id.to_string()).map_err(|e| e.to_string())
     }
 
-    #[tokio::test]
-    async fn credential_headers_that_are_not_visible_ascii_count_as_absent() {
+    /// A store with its bootstrap token, and that token's `Authorization` header.
+    fn bootstrapped() -> (tempfile::TempDir, Arc<AuthStore>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let store = AuthStore::open(dir.path()).unwrap();
         let mut published = None;
         store.bootstrap(|id, s| Ok(published = Some(format!("PBSAPIToken {id}:{s}")))).unwrap();
-        let good = published.unwrap().into_bytes();
+        (dir, store, published.unwrap().into_bytes())
+    }
+
+    #[tokio::test]
+    async fn credential_headers_that_are_not_visible_ascii_count_as_absent() {
+        let (_dir, store, good) = bootstrapped();
         assert_eq!(check(&store, &good, None).await.as_deref(), Ok("admin@pbs!default"));
         let absent = Err("authentication failed - no authentication credentials provided.".to_string());
         for bad in ["é".as_bytes(), b"\x80", b"\xff"] {
@@ -476,5 +476,27 @@ mod tests {
         assert!(reopened.bootstrap(|_, _| panic!("bootstrapped twice")).unwrap().is_none());
         let tokens = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
         assert!(!tokens.contains(&secret) && tokens.contains("$argon2id$"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_a_lock_is_held_does_not_break_later_requests() {
+        let (_dir, store, header) = bootstrapped();
+        assert_eq!(check(&store, &header, None).await.as_deref(), Ok("admin@pbs!default"));
+        // A bug panics on another thread while it holds every lock of the store.
+        let held = Arc::clone(&store);
+        let died = std::thread::spawn(move || {
+            let _held = (held.users.write(), held.tokens.write(), held.acl.write(), held.stamps.lock());
+            held.verified.panic_holding_locks();
+        })
+        .join();
+        assert!(died.is_err());
+        // Requests, privilege checks and account changes all still work.
+        assert_eq!(check(&store, &header, None).await.as_deref(), Ok("admin@pbs!default"));
+        store.create_user("bob@pbs", None).unwrap();
+        let bob = Authid::parse("bob@pbs").unwrap();
+        store.set_acl("/datastore/store", Role::DatastoreBackup, &bob, true).unwrap();
+        assert!(store.has_privilege(&bob, "/datastore/store", Privilege::DatastoreBackup));
+        store.reload(true).unwrap();
+        assert!(store.knows(&bob));
     }
 }

@@ -9,8 +9,10 @@
 //! (authid, secret, stored hash) triples, so a wrong secret never delays a right one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
@@ -34,12 +36,12 @@ pub struct CheckFailed;
 impl SecretCache {
     /// Forgets every proven secret (the token file changed).
     pub fn clear(&self) {
-        self.verified.lock().expect("cache lock").clear();
+        self.verified.lock().clear();
     }
 
     /// Forgets the proven secret of one token (its secret was replaced).
     pub fn forget(&self, authid: &str) {
-        self.verified.lock().expect("cache lock").remove(authid);
+        self.verified.lock().remove(authid);
     }
 
     /// Whether `secret` matches `hash` (the stored argon2 PHC string of `authid`'s secret).
@@ -47,13 +49,13 @@ impl SecretCache {
     /// time per distinct (authid, secret, hash).
     pub async fn check(&self, authid: &str, secret: &str, hash: &str) -> Result<bool, CheckFailed> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        if let Some(known) = self.verified.lock().expect("cache lock").get(authid)
+        if let Some(known) = self.verified.lock().get(authid)
             && bool::from(known.ct_eq(&digest))
         {
             return Ok(true);
         }
         let key: CheckKey = (authid.to_owned(), digest, hash.to_owned());
-        let cell = Arc::clone(self.running.lock().expect("check lock").entry(key.clone()).or_default());
+        let cell = Arc::clone(self.running.lock().entry(key.clone()).or_default());
         // A failed (not merely negative) check is not kept: the next waiter runs it again.
         let result = cell
             .get_or_try_init(|| {
@@ -69,19 +71,26 @@ impl SecretCache {
             .copied();
         // Remembered before the running check is dropped, so no request in between runs it again.
         if let Ok(true) = result {
-            self.verified.lock().expect("cache lock").insert(authid.to_owned(), digest);
+            self.verified.lock().insert(authid.to_owned(), digest);
         }
-        let mut running = self.running.lock().expect("check lock");
+        let mut running = self.running.lock();
         if running.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             running.remove(&key);
         }
         result
     }
 
+    /// Panics while holding both tables' locks, as a bug inside them would (for tests).
+    #[cfg(test)]
+    pub(crate) fn panic_holding_locks(&self) {
+        let _held = (self.verified.lock(), self.running.lock());
+        panic!("bug while holding the secret cache");
+    }
+
     /// Checks in progress and argon2 runs so far (for tests: the table must not grow).
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, u64) {
-        (self.running.lock().expect("check lock").len(), self.argon2_runs.load(Ordering::Relaxed))
+        (self.running.lock().len(), self.argon2_runs.load(Ordering::Relaxed))
     }
 }
 
@@ -119,7 +128,7 @@ mod tests {
         assert!(cache.check("b@pbs!t", "right", &hash).await.unwrap());
         assert_eq!(cache.counts(), (0, 4));
         cache.forget("a@pbs!t");
-        assert_eq!(cache.verified.lock().unwrap().keys().collect::<Vec<_>>(), ["b@pbs!t"]);
+        assert_eq!(cache.verified.lock().keys().collect::<Vec<_>>(), ["b@pbs!t"]);
         assert!(cache.check("a@pbs!t", "right", &hash).await.unwrap());
         assert_eq!(cache.counts(), (0, 5));
     }

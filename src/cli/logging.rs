@@ -9,7 +9,9 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -116,9 +118,7 @@ impl<S: Subscriber> Layer<S> for LineLayer {
                 )
             }
         };
-        if let Ok(mut sink) = self.sink.lock() {
-            let _ = writeln!(sink, "{line}");
-        }
+        let _ = writeln!(self.sink.lock(), "{line}");
     }
 }
 
@@ -131,7 +131,7 @@ mod tests {
         let sink: Sink = buf.clone();
         let subscriber = tracing_subscriber::registry().with(LineLayer::new(format, sink));
         tracing::subscriber::with_default(subscriber, f);
-        String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+        String::from_utf8(buf.lock().clone()).unwrap()
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl Datastore {
     /// Locked load-modify-rewrite of a snapshot's manifest (formats.md 4.5): verify state,
     /// snapshot notes. Only `unprotected` should change, so a signature stays valid.
     pub fn update_manifest(&self, ns: &Namespace, snap: &SnapshotRef, edit: impl FnOnce(&mut Manifest)) -> Result<()> {
-        let _guard = self.manifest_lock.lock().expect("manifest lock poisoned");
+        let _guard = self.manifest_lock.lock();
         let dir = self.snapshot_path(ns, snap);
         let mut manifest = load_manifest(&dir)?;
         edit(&mut manifest);

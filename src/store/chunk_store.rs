@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::format::Digest;
 use crate::format::blob::{self, BlobKind};
@@ -146,7 +148,7 @@ impl ChunkStore {
 
     /// Excludes inserts' dedup decisions; GC holds it around each stat + unlink.
     pub(crate) fn lock_sweep(&self) -> MutexGuard<'_, ()> {
-        self.sweep_lock.lock().unwrap_or_else(|e| e.into_inner())
+        self.sweep_lock.lock()
     }
 
     /// A chunk's stored bytes.

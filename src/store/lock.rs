@@ -16,7 +16,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::store::{Result, StoreError};
 
@@ -111,7 +113,7 @@ impl ProcessLocker {
     /// Takes a shared (writer) lock, held until the guard drops. Fails if another process
     /// (a GC) holds the write lock.
     pub fn try_shared(self: &Arc<Self>) -> Result<SharedGuard> {
-        let mut st = self.state.lock().expect("locker state poisoned");
+        let mut st = self.state.lock();
         if st.writers.is_empty() && !st.exclusive {
             fcntl_lock(&self.file, libc::F_RDLCK as libc::c_short)
                 .map_err(|e| StoreError::Locked(format!("unable to get shared lock - {e}")))?;
@@ -125,7 +127,7 @@ impl ProcessLocker {
     /// Takes the exclusive (GC) lock. In-process writers do not block it (they are accounted
     /// for by [`oldest_shared`](Self::oldest_shared)); another process's writer does.
     pub fn try_exclusive(self: &Arc<Self>) -> Result<ExclusiveGuard> {
-        let mut st = self.state.lock().expect("locker state poisoned");
+        let mut st = self.state.lock();
         if st.exclusive {
             return Err(StoreError::Locked("already locked exclusively".into()));
         }
@@ -137,7 +139,7 @@ impl ProcessLocker {
 
     /// Start time of the oldest in-process writer, if any.
     pub fn oldest_shared(&self) -> Option<i64> {
-        self.state.lock().expect("locker state poisoned").writers.values().min().copied()
+        self.state.lock().writers.values().min().copied()
     }
 
     fn release(&self, st: &LockerState) {
@@ -162,7 +164,7 @@ pub struct SharedGuard {
 
 impl Drop for SharedGuard {
     fn drop(&mut self) {
-        let mut st = self.locker.state.lock().expect("locker state poisoned");
+        let mut st = self.locker.state.lock();
         st.writers.remove(&self.id);
         self.locker.release(&st);
     }
@@ -176,7 +178,7 @@ pub struct ExclusiveGuard {
 
 impl Drop for ExclusiveGuard {
     fn drop(&mut self) {
-        let mut st = self.locker.state.lock().expect("locker state poisoned");
+        let mut st = self.locker.state.lock();
         st.exclusive = false;
         self.locker.release(&st);
     }

@@ -85,7 +85,7 @@ pub struct Datastore {
     locker: Arc<ProcessLocker>,
     /// Serialises manifest rewrites (verify state, notes) within this process; PBS's lock
     /// file under /run is not shared with it.
-    manifest_lock: std::sync::Mutex<()>,
+    manifest_lock: parking_lot::Mutex<()>,
 }
 
 impl Datastore {

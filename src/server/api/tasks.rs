@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -54,7 +56,7 @@ impl TaskLog {
     /// Appends a line, prefixed with the time like PBS (the CLI strips the first 27 chars).
     pub fn log(&self, line: impl AsRef<str>) {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S+00:00");
-        let mut task = self.0.lock().expect("task lock");
+        let mut task = self.0.lock();
         if task.lines.len() < MAX_LINES {
             task.lines.push(format!("{now}: {}", line.as_ref()));
         } else {
@@ -75,11 +77,11 @@ pub fn spawn(
     let upid = new_upid(Node::Localhost, kind, id, &authid.to_string());
     let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), seq, ..Task::default() }));
     {
-        let mut all = tasks().lock().expect("tasks lock");
+        let mut all = tasks().lock();
         while all.len() >= MAX_TASKS {
             let oldest_finished = all
                 .iter()
-                .filter_map(|(k, t)| t.lock().ok().filter(|t| t.exit.is_some()).map(|t| (t.seq, k.clone())))
+                .filter_map(|(k, t)| Some(t.lock()).filter(|t| t.exit.is_some()).map(|t| (t.seq, k.clone())))
                 .min();
             match oldest_finished {
                 Some((_, k)) => all.remove(&k),
@@ -99,7 +101,7 @@ pub fn spawn(
                 e
             }
         };
-        let mut task = log.0.lock().expect("task lock");
+        let mut task = log.0.lock();
         if task.dropped > 0 {
             // Past the cap on purpose: the reader must learn that lines are missing.
             let n = task.dropped;
@@ -111,11 +113,11 @@ pub fn spawn(
 }
 
 fn find(upid: &str, authid: &Authid) -> Result<Arc<Mutex<Task>>, ApiError> {
-    let task = tasks().lock().expect("tasks lock").get(upid).cloned();
+    let task = tasks().lock().get(upid).cloned();
     let task = task.ok_or_else(|| ApiError::not_found(format!("no such task '{upid}'")))?;
     // Only the starter (or its user, for a token) sees a task; admins of the store would in
     // PBS too, but the CLI only ever reads its own.
-    let owner = Authid::parse(&task.lock().expect("task lock").owner).map_err(ApiError::from)?;
+    let owner = Authid::parse(&task.lock().owner).map_err(ApiError::from)?;
     if !authid.matches_owner(&owner) && authid != &owner {
         return Err(ApiError::forbidden("permission check failed"));
     }
@@ -127,7 +129,7 @@ pub fn log(upid: &str, authid: &Authid, params: &Params) -> Result<Response<Body
     let task = find(upid, authid)?;
     let start = params.opt_int("start", 0, u64::MAX)?.unwrap_or(0).max(1);
     let limit = params.opt_int("limit", 0, u64::MAX)?.unwrap_or(50);
-    let task = task.lock().expect("task lock");
+    let task = task.lock();
     let total = task.lines.len() as u64;
     let data: Vec<Value> =
         (start..=total).take(limit as usize).map(|n| json!({ "n": n, "t": task.lines[(n - 1) as usize] })).collect();
@@ -141,7 +143,7 @@ pub fn log(upid: &str, authid: &Authid, params: &Params) -> Result<Response<Body
 /// `GET nodes/localhost/tasks/<UPID>/status`.
 pub fn status(upid: &str, authid: &Authid) -> Result<Value, ApiError> {
     let task = find(upid, authid)?;
-    let task = task.lock().expect("task lock");
+    let task = task.lock();
     Ok(match &task.exit {
         None => json!({ "upid": upid, "status": "running" }),
         Some(exit) => json!({ "upid": upid, "status": "stopped", "exitstatus": exit }),

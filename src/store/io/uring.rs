@@ -8,9 +8,9 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Mutex;
 
 use io_uring::{IoUring, opcode, squeue, types};
+use parking_lot::Mutex;
 
 use crate::failpoint;
 use crate::format::Digest;
@@ -70,7 +70,7 @@ impl Backend for UringBackend {
             .iter()
             .map(|(i, t)| WriteItem { tmp: &t.tmp, dest: &t.dest, dir: &t.dir, data: batch[*i].data })
             .collect();
-        let results = self.ring.lock().unwrap_or_else(|e| e.into_inner()).write_batch(&items, self.files.sync());
+        let results = self.ring.lock().write_batch(&items, self.files.sync());
         for ((i, t), r) in targets.iter().zip(results) {
             done(*i, r.map_err(|e| durable::CHUNK.failed(&t.dest, e)));
         }
