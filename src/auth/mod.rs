@@ -5,7 +5,9 @@
 //! Files (written atomically, secrets only as argon2id PHC hashes): `users.json` (user ->
 //! flags + password hash), `tokens.json` (token id -> secret hash + flags), `acl.json`
 //! (entries, see `acl.rs`), `ticket-key` (the ticket signing key). The CLI edits them while a
-//! server may run, so the server reloads a file whenever its modification time changes.
+//! server may run, so the server reloads a file whenever its modification time changes: every
+//! authenticated request waits for a check of the times that started after it arrived, run off
+//! the connection's thread and shared by the requests waiting for it (`freshness.rs`).
 //! Account changes (create user/token, set ACL) live in `accounts.rs`.
 //!
 //! Argon2 is deliberately slow; proven token secrets are remembered by `secret_cache.rs`, so a
@@ -17,6 +19,7 @@
 pub mod accounts;
 pub mod acl;
 pub mod files;
+pub mod freshness;
 pub mod secret_cache;
 pub mod ticket;
 
@@ -32,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::format::Authid;
 use acl::own_privs;
 pub use acl::{AclEntry, Privilege, Privs, Role};
+use freshness::Freshness;
 use secret_cache::SecretCache;
 use ticket::TicketKey;
 
@@ -140,6 +144,7 @@ pub struct AuthStore {
     key: TicketKey,
     /// Modification times the loaded files had, to notice the CLI's changes.
     stamps: Mutex<[Option<SystemTime>; 3]>,
+    fresh: Freshness,
     pub(crate) verified: SecretCache,
 }
 
@@ -159,6 +164,7 @@ impl AuthStore {
             acl: RwLock::new(Vec::new()),
             key,
             stamps: Mutex::new([None; 3]),
+            fresh: Freshness::default(),
             verified: SecretCache::default(),
         };
         store.reload(true)?;
@@ -187,11 +193,17 @@ impl AuthStore {
         Ok(())
     }
 
-    /// Picks up changes made by the CLI; a broken file keeps the last good state.
-    fn refresh(&self) {
-        if let Err(e) = self.reload(false) {
-            tracing::warn!("keeping the previous access configuration: {e}");
-        }
+    /// Picks up changes made by the CLI before this call; a broken file keeps the last good
+    /// state. The file I/O runs on the blocking pool.
+    async fn refresh(self: &Arc<Self>) {
+        let store = Arc::clone(self);
+        self.fresh
+            .after(move || {
+                if let Err(e) = store.reload(false) {
+                    tracing::warn!("keeping the previous access configuration: {e}");
+                }
+            })
+            .await;
     }
 
     pub fn has_users(&self) -> bool {
@@ -201,7 +213,7 @@ impl AuthStore {
     /// Authenticates a request: the token header if present, else the ticket cookie (plus
     /// the CSRF token on anything but GET).
     pub async fn authenticate_request(self: &Arc<Self>, creds: Credentials<'_>) -> Result<Authid, AuthError> {
-        self.refresh();
+        self.refresh().await;
         let creds = creds.visible_only();
         if creds.authorization.is_some() {
             return self.authenticate(creds.authorization).await;
@@ -236,8 +248,8 @@ impl AuthStore {
     }
 
     /// `POST /access/ticket`: a password, or a still valid ticket of the same user (renewal).
-    pub async fn login(&self, username: &str, password: &str) -> Result<Login, AuthError> {
-        self.refresh();
+    pub async fn login(self: &Arc<Self>, username: &str, password: &str) -> Result<Login, AuthError> {
+        self.refresh().await;
         let authid = Authid::parse(username).map_err(|_| AuthError::LoginFailed)?;
         if authid.is_token() {
             return Err(AuthError::LoginFailed);
@@ -498,5 +510,29 @@ mod tests {
         assert!(store.has_privilege(&bob, "/datastore/store", Privilege::DatastoreBackup));
         store.reload(true).unwrap();
         assert!(store.knows(&bob));
+    }
+
+    #[tokio::test]
+    async fn a_slow_access_file_does_not_block_the_requests_thread() {
+        let (dir, store, header) = bootstrapped();
+        // An access file whose read waits until someone writes it: a stand-in for slow storage.
+        let fifo = dir.path().join("acl.json");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let told = wait.recv_timeout(std::time::Duration::from_secs(5)).is_ok();
+            std::fs::write(&fifo, b"[]").unwrap();
+            told
+        });
+        let request = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { check(&store, &header, None).await }
+        });
+        // This test's only thread runs the request too: it must stay free while the read waits.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let _ = go.send(());
+        assert_eq!(request.await.unwrap().as_deref(), Ok("admin@pbs!default"));
+        assert!(writer.join().unwrap(), "the file read blocked the thread that runs requests");
     }
 }
