@@ -123,6 +123,7 @@ pub fn check(point: &str, context: &str) -> io::Result<()> {
 }
 
 #[cold]
+#[allow(unsafe_code)]
 fn fire(point: &str, context: &str) -> io::Result<()> {
     let rules = RULES.lock();
     for rule in rules.iter() {

@@ -51,6 +51,7 @@ fn wait_for<T>(rx: &mpsc::Receiver<String>, what: &str, pick: impl Fn(&str) -> O
 }
 
 #[tokio::test]
+#[allow(unsafe_code)]
 async fn serve_runs_the_configured_server() {
     let dir = tempfile::tempdir().unwrap();
     // An existing chunk store is opened, not created: serve would otherwise first make 65536

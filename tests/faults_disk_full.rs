@@ -33,6 +33,7 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
+    #[allow(unsafe_code)]
     fn mount(size: u64) -> Result<Tmpfs, std::io::Error> {
         let dir = tempfile::Builder::new().prefix("chunkyard-tmpfs").tempdir()?;
         let target = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
@@ -52,6 +53,7 @@ impl Tmpfs {
 }
 
 impl Drop for Tmpfs {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         let target = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
         // SAFETY: as above; a lazy unmount cannot fail on a busy mount.

@@ -272,6 +272,7 @@ fn atime(path: &Path) -> i64 {
     std::fs::metadata(path).unwrap().atime()
 }
 
+#[allow(unsafe_code)]
 fn set_atime(path: &Path, secs: i64) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();

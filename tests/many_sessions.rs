@@ -35,6 +35,7 @@ struct Gate {
 }
 
 /// 256 sessions need about 520 descriptors in this process (both ends of each connection).
+#[allow(unsafe_code)]
 fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain syscalls on a valid struct.

@@ -10,6 +10,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 
 pub struct ThreadCpuTime;
 
+#[allow(unsafe_code)]
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.

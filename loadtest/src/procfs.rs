@@ -25,6 +25,7 @@ fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
+#[allow(unsafe_code)]
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -29,7 +29,7 @@ fn observe(job: &'static str, started: Instant) {
 }
 
 /// Runs GC, logs its figures and records the job metrics.
-pub fn gc(store: &Datastore, opts: &GcOptions, log: Log) -> Result<GcStatus> {
+pub fn gc(store: &Datastore, opts: &GcOptions, log: Log<'_>) -> Result<GcStatus> {
     let started = Instant::now();
     log(format!("starting garbage collection on store {}", store.name()));
     let result = store.garbage_collect(opts);
@@ -137,7 +137,7 @@ fn recently_verified(store: &Datastore, ns: &Namespace, snap: &SnapshotRef, days
 }
 
 /// Verifies the selected snapshots (one chunk cache for the run), logging each verdict.
-pub fn verify(store: &Datastore, sel: &VerifySelection, upid: &str, log: Log) -> Result<VerifyReport> {
+pub fn verify(store: &Datastore, sel: &VerifySelection, upid: &str, log: Log<'_>) -> Result<VerifyReport> {
     let started = Instant::now();
     let result = verify_inner(store, sel, upid, log);
     observe(JOB_VERIFY, started);
@@ -148,7 +148,7 @@ pub fn verify(store: &Datastore, sel: &VerifySelection, upid: &str, log: Log) ->
     Ok(report)
 }
 
-fn verify_inner(store: &Datastore, sel: &VerifySelection, upid: &str, log: Log) -> Result<VerifyReport> {
+fn verify_inner(store: &Datastore, sel: &VerifySelection, upid: &str, log: Log<'_>) -> Result<VerifyReport> {
     let mut todo: Vec<SnapshotRef> = Vec::new();
     if let Some(s) = &sel.snapshot {
         todo.push(s.clone());
@@ -190,7 +190,7 @@ pub fn prune(
     group: &GroupRef,
     opts: &KeepOptions,
     dry_run: bool,
-    log: Log,
+    log: Log<'_>,
 ) -> Result<Vec<(SnapshotInfo, PruneMark)>> {
     let started = Instant::now();
     let result = store.prune_group(ns, group, opts, dry_run);

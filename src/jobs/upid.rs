@@ -59,6 +59,7 @@ fn process_start() -> u64 {
 }
 
 /// The machine's host name, if it is a usable DNS name.
+#[allow(unsafe_code)]
 pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.

@@ -103,6 +103,7 @@ async fn wait_for_stop_signal() {
     }
 }
 
+#[allow(unsafe_code)]
 fn set_keepalive(socket: &tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();

@@ -150,12 +150,15 @@ fn existing_snapshot_dir_is_refused_and_kept() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn failure_after_creating_the_group_leaves_nothing() {
     // A foreign GC holding the write lock on .lock makes the last step of begin fail.
     let (dir, ds) = test_store();
     let foreign = std::fs::File::options().read(true).write(true).open(dir.path().join(".lock")).unwrap();
+    // SAFETY: a zeroed flock (plain integers) is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_WRLCK as _;
+    // SAFETY: F_OFD_SETLK with a pointer to a live flock whose l_pid is 0, as OFD locks require.
     assert_eq!(unsafe { libc::fcntl(foreign.as_raw_fd(), libc::F_OFD_SETLK, &fl) }, 0);
     let err = begin(&ds, &snap(BackupType::Host, "h", 1_700_000_000), "u@pbs").unwrap_err();
     assert!(err.to_string().starts_with("unable to get shared lock"), "{err}");

@@ -30,10 +30,12 @@ fn digest() -> Digest {
     Digest::of(b"hello")
 }
 
+#[allow(unsafe_code)]
 fn set_old_atime(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     let times =
         [libc::timespec { tv_sec: 1_000_000, tv_nsec: 0 }, libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }];
+    // SAFETY: a NUL-terminated path and a two-element timespec array, as utimensat wants.
     assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }, 0);
 }
 

@@ -183,6 +183,7 @@ pub(crate) fn replace(
 }
 
 /// One `syncfs(2)` of the file system holding `path` (PBS's `filesystem` sync level).
+#[allow(unsafe_code)]
 pub fn syncfs(path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     let dir = File::open(path).map_err(io_err("syncfs", path))?;

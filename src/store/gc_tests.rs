@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 const OLD: i64 = 1_000_000;
 
+#[allow(unsafe_code)]
 fn set_atime(path: &Path, t: i64) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     let times = [libc::timespec { tv_sec: t, tv_nsec: 0 }, libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }];
+    // SAFETY: a NUL-terminated path and a two-element timespec array, as utimensat wants.
     assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }, 0);
 }
 
@@ -126,11 +128,14 @@ fn broken_index_aborts_before_sweeping() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn foreign_writer_blocks_gc_own_writers_do_not() {
     let (dir, ds) = test_store();
     let foreign = std::fs::File::options().read(true).write(true).open(dir.path().join(".lock")).unwrap();
+    // SAFETY: a zeroed flock (plain integers) is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = libc::F_RDLCK as _;
+    // SAFETY: F_OFD_SETLK with a pointer to a live flock whose l_pid is 0, as OFD locks require.
     assert_eq!(unsafe { libc::fcntl(foreign.as_raw_fd(), libc::F_OFD_SETLK, &fl) }, 0);
     assert!(ds.garbage_collect(&GcOptions::default()).is_err());
     drop(foreign);

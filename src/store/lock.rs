@@ -32,6 +32,7 @@ pub struct DirLock {
 impl DirLock {
     /// Locks `path` non-blocking. `what` names the directory kind in the error ("backup group",
     /// "snapshot"); `busy` is the reason given when someone else holds the lock.
+    #[allow(unsafe_code)]
     pub fn try_lock(path: &Path, exclusive: bool, what: &str, busy: &str) -> Result<Self> {
         let file = File::open(path).map_err(|e| {
             let msg = format!("unable to open {what} directory {path:?} for locking - {e}");
@@ -77,6 +78,7 @@ pub struct ProcessLocker {
     state: Mutex<LockerState>,
 }
 
+#[allow(unsafe_code)]
 fn fcntl_lock(file: &File, kind: libc::c_short) -> io::Result<()> {
     // SAFETY: a zeroed flock is a valid value; we fill the fields F_SETLK reads.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -185,6 +187,7 @@ impl Drop for ExclusiveGuard {
 }
 
 impl Drop for DirLock {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // SAFETY: flock on the fd this guard still owns.
         unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
@@ -196,6 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(unsafe_code)]
     fn dropping_a_dir_lock_releases_it_even_while_a_copy_of_its_fd_lives() {
         let dir = tempfile::tempdir().unwrap();
         let lock = DirLock::try_lock(dir.path(), true, "snapshot", "busy").unwrap();
@@ -258,6 +262,7 @@ mod foreign_process_tests {
     //! process, so they stand in for PBS running as another process.
     use super::*;
 
+    #[allow(unsafe_code)]
     fn ofd_lock(file: &File, kind: libc::c_short) -> io::Result<()> {
         // SAFETY: as in fcntl_lock; F_OFD_SETLK requires l_pid == 0, which zeroed gives.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };

@@ -147,6 +147,7 @@ impl Backend for FileBackend {
 
 /// Sets atime to now and leaves mtime alone, without following symlinks; `Ok(false)` if the
 /// file does not exist. This is GC's mark (formats.md 6.2), and works on noatime mounts.
+#[allow(unsafe_code)]
 pub fn touch_atime(path: &Path) -> Result<bool> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| StoreError::Refused(format!("path with NUL byte {path:?}")))?;

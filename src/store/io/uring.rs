@@ -110,6 +110,7 @@ impl UringWriter {
     }
 
     /// Submits `entries` (in slices that fit the ring) and returns each one's result, in order.
+    #[allow(unsafe_code)]
     fn run(&mut self, entries: Vec<squeue::Entry>) -> io::Result<Vec<io::Result<u32>>> {
         let mut results: Vec<io::Result<u32>> = Vec::with_capacity(entries.len());
         let cap = self.ring.params().sq_entries() as usize;
