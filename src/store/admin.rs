@@ -208,7 +208,7 @@ impl Datastore {
         if !self.group_exists(ns, group) {
             return Err(StoreError::NotFound(format!("group {group} does not exist.")));
         }
-        durable::write_atomic(&self.group_path(ns, group).join(NOTES_NAME), notes.as_bytes())
+        self.write_file(&self.group_path(ns, group).join(NOTES_NAME), notes.as_bytes())
     }
 
     /// Locked load-modify-rewrite of a snapshot's manifest (formats.md 4.5): verify state,
@@ -218,7 +218,7 @@ impl Datastore {
         let dir = self.snapshot_path(ns, snap);
         let mut manifest = load_manifest(&dir)?;
         edit(&mut manifest);
-        durable::write_atomic(&dir.join(MANIFEST_NAME), &manifest.to_blob())
+        self.write_file(&dir.join(MANIFEST_NAME), &manifest.to_blob())
     }
 }
 

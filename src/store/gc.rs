@@ -207,7 +207,7 @@ impl Datastore {
         }
 
         let json = serde_json::to_vec(&status).expect("status serialises");
-        if let Err(e) = crate::store::durable::write_atomic(&self.root().join(".gc-status"), &json) {
+        if let Err(e) = self.write_file(&self.root().join(".gc-status"), &json) {
             tracing::warn!(%e, "unable to write .gc-status");
         }
         Ok(status)

@@ -2,7 +2,7 @@
 //! snapshot's file list with sizes, the client log (stored once), and changing a group's owner.
 
 use crate::format::{ArchiveName, Authid, GroupRef, Namespace, SnapshotRef};
-use crate::store::durable::{self, io_err};
+use crate::store::durable::io_err;
 use crate::store::list::OWNER_NAME;
 use crate::store::{Datastore, Result, StoreError};
 
@@ -47,7 +47,7 @@ impl Datastore {
         if path.exists() {
             return Err(StoreError::Refused("backup already contains a log.".into()));
         }
-        durable::write_atomic(&path, blob)
+        self.write_file(&path, blob)
     }
 
     /// Replaces the group's owner file (atomically, unlike PBS's in-place write).
@@ -55,7 +55,7 @@ impl Datastore {
         if !self.group_exists(ns, group) {
             return Err(StoreError::NotFound(format!("group {group} does not exist.")));
         }
-        durable::write_atomic(&self.group_path(ns, group).join(OWNER_NAME), format!("{owner}\n").as_bytes())
+        self.write_file(&self.group_path(ns, group).join(OWNER_NAME), format!("{owner}\n").as_bytes())
     }
 }
 
