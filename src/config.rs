@@ -10,7 +10,7 @@ mod registry;
 mod validate;
 
 pub use load::{Overrides, RESERVED_ENV, env_names, load, load_with};
-pub use registry::{REGISTRY_FILE, add as register_datastore, read as read_registry, registry_path};
+pub use registry::{REGISTRY_FILE, read as read_registry, registry_path, render as render_registry};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

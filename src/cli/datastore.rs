@@ -1,13 +1,13 @@
 //! `chunkyard datastore create|list`. Created datastores are recorded in the registry
-//! (`<data-dir>/etc/datastores.toml`, see `config::registry`) so the next `serve` serves them
-//! without the operator editing the config file.
+//! (`<data-dir>/etc/datastores.toml`, see `config::registry` and `store::registry`) so the next
+//! `serve` serves them without the operator editing the config file.
 
 use serde_json::json;
 
 use super::{Cli, CliError, DatastoreCommand, exit, output};
 use crate::config::{self, Config};
 use crate::format::DatastoreName;
-use crate::store::Datastore;
+use crate::store::{self, Datastore};
 
 pub fn run(cli: &Cli, cmd: &DatastoreCommand) -> Result<(), CliError> {
     match cmd {
@@ -36,7 +36,7 @@ fn create(cli: &Cli, name: &str, path: &std::path::Path, as_json: bool) -> Resul
     Datastore::create(name.clone(), &root).map_err(|e| {
         CliError::new(exit::ERROR, "Datastore.CreateFailed", format!("creating datastore '{name}': {e}"))
     })?;
-    config::register_datastore(&config, name.as_str(), path)?;
+    store::registry::add(&config, name.as_str(), path)?;
     tracing::info!(datastore = %name, path = %root.display(), "datastore created");
     if as_json {
         output::json(&json!({ "datastore": { "name": name.as_str(), "path": root, "source": "registry" } }));

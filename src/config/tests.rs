@@ -141,31 +141,3 @@ fn bad_input_gives_errors_naming_the_problem() {
         .to_string();
     assert!(e.contains("/nonexistent/chunkyard.toml"), "{e}");
 }
-
-#[test]
-fn registered_datastores_are_merged_and_conflicts_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let flags = Overrides { data_dir: Some(dir.path().into()), ..Default::default() };
-    let base = load_with(None, env(&[]), &flags).unwrap();
-    register_datastore(&base, "archive", Path::new("/srv/archive")).unwrap();
-    register_datastore(&base, "second", Path::new("second")).unwrap();
-    let e = register_datastore(&base, "store", Path::new("other")).unwrap_err().to_string();
-    assert!(e.contains("'store' already exists"), "{e}");
-    let e = register_datastore(&base, "archive", Path::new("/elsewhere")).unwrap_err().to_string();
-    assert!(e.contains("'archive' already exists"), "{e}");
-
-    let c = load_with(None, env(&[]), &flags).unwrap();
-    assert_eq!(c.datastore_path("archive").unwrap(), Path::new("/srv/archive"));
-    assert_eq!(c.datastore_path("second").unwrap(), dir.path().join("second"));
-    assert_eq!(c.datastore_path("store").unwrap(), dir.path().join("store"));
-    assert_eq!(read_registry(&c).unwrap().len(), 2);
-    // no temp files left next to the registry
-    let names: Vec<_> = std::fs::read_dir(c.etc_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.len(), 2, "{names:?}"); // datastores.toml + .datastores.lock
-
-    let file = write(dir.path(), "c.toml", "[datastores]\narchive = \"/srv/other\"\n");
-    let e = load_with(Some(&file), env(&[]), &flags).unwrap_err().to_string();
-    assert!(e.contains("archive") && e.contains("/srv/other") && e.contains("/srv/archive"), "{e}");
-    let file = write(dir.path(), "c.toml", "[datastores]\narchive = \"/srv/archive\"\n");
-    assert!(load_with(Some(&file), env(&[]), &flags).is_ok(), "same path in both is fine");
-}

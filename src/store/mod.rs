@@ -7,7 +7,7 @@
 //! snapshot file goes through: plain file I/O or io_uring), `chunk_store.rs` (the dedup rules),
 //! `lock.rs` (flock and `.lock`), `backup.rs` (a backup's lifecycle), `list.rs` (reading the
 //! tree), `admin.rs` (namespaces, forget, protection, notes), `recover.rs` (crash leftovers at
-//! start-up).
+//! start-up), `registry.rs` (adding to the datastore registry).
 
 pub mod admin;
 pub mod backup;
@@ -19,6 +19,7 @@ pub mod list;
 pub mod lock;
 pub mod prune;
 pub mod recover;
+pub mod registry;
 pub mod snapshot_meta;
 pub mod verify;
 
