@@ -109,10 +109,10 @@ impl Marker<'_> {
         if !self.touched.insert(*d) {
             return Ok(());
         }
-        let path = self.store.chunks().chunk_path(d);
-        if !touch_atime(&path)? {
+        if !self.store.chunks().touch(d)? {
             tracing::warn!(digest = %d, "chunk referenced by an index is missing");
             // Keep quarantined copies alive: verify may be the only one who knows them.
+            let path = self.store.chunks().chunk_path(d);
             for n in 0..10 {
                 touch_atime(&path.with_file_name(format!("{d}.{n}.bad")))?;
             }
