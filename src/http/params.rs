@@ -1,7 +1,8 @@
 //! Request parameters: the query string (and, for the "sync" endpoints and management POSTs,
 //! a JSON or form body, protocol.md 2.2) checked against the endpoints' schemas — types,
-//! ranges and patterns — with one error text shape, before anything reaches a handler. Used by
-//! the backup and reader sessions and the management API alike.
+//! ranges and patterns — before anything reaches a handler. The one decoder for the backup and
+//! reader sessions, the management API and the protocol upgrade; the upgrade answers in PBS's
+//! other family of texts (see [`Texts`]).
 
 use std::collections::HashMap;
 
@@ -21,10 +22,44 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 #[derive(Debug, Default)]
-pub struct Params(HashMap<String, Value>);
+pub struct Params {
+    values: HashMap<String, Value>,
+    texts: Texts,
+}
+
+/// Which of PBS's two families of texts a refused parameter is reported in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Texts {
+    /// `parameter verification failed - '<name>': ...`: API calls and session requests, whose
+    /// parameters PBS verifies against the endpoint's schema.
+    #[default]
+    Schema,
+    /// `parameter '<name>': ...`: the protocol upgrade, whose query PBS checks as it parses it.
+    Query,
+}
 
 fn schema_err(name: &str, msg: &str) -> ApiError {
     ApiError::bad_request(format!("parameter verification failed - '{name}': {msg}"))
+}
+
+fn query_err(name: &str, msg: &str) -> ApiError {
+    ApiError::bad_request(format!("parameter '{name}': {msg}"))
+}
+
+impl Texts {
+    fn missing(self, name: &str) -> ApiError {
+        match self {
+            Texts::Schema => schema_err(name, "property is missing and it is not optional"),
+            Texts::Query => query_err(name, "parameter is missing and it is not optional"),
+        }
+    }
+
+    fn not_bool(self, name: &str, value: &Value) -> ApiError {
+        match (self, value) {
+            (Texts::Query, Value::String(s)) => query_err(name, &format!("unable to parse boolean '{s}'")),
+            _ => schema_err(name, "Expected boolean value."),
+        }
+    }
 }
 
 impl Params {
@@ -42,7 +77,22 @@ impl Params {
             };
         }
         map.remove("_dc");
-        Params(map)
+        Params { values: map, texts: Texts::Schema }
+    }
+
+    /// The query of the protocol upgrade: only `known` keys, each at most once (`_dc` is
+    /// ignored), checked in the order given; its errors read `parameter '<name>': ...`.
+    pub fn from_upgrade_query(pairs: Vec<(String, String)>, known: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_dc").collect();
+        for (i, (key, _)) in pairs.iter().enumerate() {
+            if !known.contains(&key.as_str()) {
+                return Err(query_err(key, "schema does not allow additional properties"));
+            }
+            if pairs[..i].iter().any(|(k, _)| k == key) {
+                return Err(query_err(key, "duplicate parameter"));
+            }
+        }
+        Ok(Params { texts: Texts::Query, ..Params::from_query(pairs) })
     }
 
     /// Adds the parameters of a sync endpoint's body: JSON object or form-urlencoded.
@@ -54,24 +104,24 @@ impl Params {
         let ct = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
         if ct.eq_ignore_ascii_case("application/json") {
             match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(obj)) => self.0.extend(obj),
+                Ok(Value::Object(obj)) => self.values.extend(obj),
                 Ok(_) => return Err(ApiError::bad_request("unable to parse json body - expected an object")),
                 Err(e) => return Err(ApiError::bad_request(format!("unable to parse json body - {e}"))),
             }
         } else {
             let form = Params::from_query(parse_query(Some(text)));
-            self.0.extend(form.0);
+            self.values.extend(form.values);
         }
         Ok(())
     }
 
     fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+        self.values.get(name)
     }
 
     pub fn str(&self, name: &str) -> Result<&str, ApiError> {
         match self.get(name) {
-            None => Err(schema_err(name, "property is missing and it is not optional")),
+            None => Err(self.texts.missing(name)),
             Some(Value::String(s)) => Ok(s),
             Some(_) => Err(schema_err(name, "Expected string value.")),
         }
@@ -83,7 +133,7 @@ impl Params {
 
     /// An integer in `min..=max`, from a JSON number or a decimal string.
     pub fn int(&self, name: &str, min: u64, max: u64) -> Result<u64, ApiError> {
-        let v = self.get(name).ok_or_else(|| schema_err(name, "property is missing and it is not optional"))?;
+        let v = self.get(name).ok_or_else(|| self.texts.missing(name))?;
         int_value(name, v, min, max)
     }
 
@@ -120,12 +170,12 @@ impl Params {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            Some(v @ Value::String(s)) => match s.to_ascii_lowercase().as_str() {
                 "1" | "on" | "yes" | "true" => Ok(Some(true)),
                 "0" | "off" | "no" | "false" => Ok(Some(false)),
-                _ => Err(schema_err(name, "Expected boolean value.")),
+                _ => Err(self.texts.not_bool(name, v)),
             },
-            Some(_) => Err(schema_err(name, "Expected boolean value.")),
+            Some(v) => Err(self.texts.not_bool(name, v)),
         }
     }
 
@@ -154,7 +204,7 @@ impl Params {
 
     fn list(&self, name: &str) -> Result<Vec<Value>, ApiError> {
         match self.get(name) {
-            None => Err(schema_err(name, "property is missing and it is not optional")),
+            None => Err(self.texts.missing(name)),
             Some(Value::Array(a)) => Ok(a.clone()),
             // A one-element list in a query string arrives as a plain value.
             Some(v @ (Value::String(_) | Value::Number(_))) => Ok(vec![v.clone()]),

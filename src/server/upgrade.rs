@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
 use crate::http::ApiError;
+use crate::http::params::Params;
 use crate::http::parse_query;
 use crate::protocol::backup::{BackupSessionStart, serve_session};
 use crate::protocol::reader::{self, ReaderSessionStart};
@@ -35,81 +36,32 @@ pub struct BackupParams {
 
 impl BackupParams {
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
-        let mut q = Params::new(
-            query,
+        let q = Params::from_upgrade_query(
+            parse_query(query),
             &["store", "ns", "backup-type", "backup-id", "backup-time", "debug", "benchmark", "no-cache"],
         )?;
-        let store = DatastoreName::parse(&q.required("store")?)?;
-        let ns = match q.optional("ns") {
-            Some(ns) => Namespace::parse(&ns)?,
+        let store = DatastoreName::parse(q.str("store")?)?;
+        let ns = match q.opt_str("ns")? {
+            Some(ns) => Namespace::parse(ns)?,
             None => Namespace::root(),
         };
-        let ty: BackupType = q.required("backup-type")?.parse()?;
-        let id = BackupId::parse(&q.required("backup-id")?)?;
-        let time_text = q.required("backup-time")?;
+        let ty: BackupType = q.str("backup-type")?.parse()?;
+        let id = BackupId::parse(q.str("backup-id")?)?;
+        let time_text = q.str("backup-time")?;
         let epoch: i64 = time_text.parse().map_err(|_| {
             ApiError::bad_request(format!("parameter 'backup-time': value '{time_text}' is not an integer"))
         })?;
         let time = BackupTime::from_epoch(epoch)?;
-        let debug = q.boolean("debug")?.unwrap_or(false);
-        let benchmark = q.boolean("benchmark")?.unwrap_or(false);
+        let debug = q.opt_bool("debug")?.unwrap_or(false);
+        let benchmark = q.opt_bool("benchmark")?.unwrap_or(false);
         // Accepted for newer clients (protocol.md 10); a local store has no cache to skip.
-        let _no_cache = q.boolean("no-cache")?;
+        let _no_cache = q.opt_bool("no-cache")?;
         Ok(BackupParams { store, ns, snapshot: SnapshotRef { group: GroupRef { ty, id }, time }, debug, benchmark })
     }
 
     /// ACL path of the namespace: `/datastore/<store>[/<ns>...]`.
     pub fn acl_path(&self) -> String {
-        let mut path = format!("/datastore/{}", self.store);
-        for c in self.ns.components() {
-            path.push('/');
-            path.push_str(c);
-        }
-        path
-    }
-}
-
-/// Query parameters checked against the names an endpoint knows (`_dc` is always ignored).
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn new(query: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = parse_query(query).into_iter().filter(|(k, _)| k != "_dc").collect();
-        for (i, (key, _)) in pairs.iter().enumerate() {
-            if !known.contains(&key.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "parameter '{key}': schema does not allow additional properties"
-                )));
-            }
-            if pairs[..i].iter().any(|(k, _)| k == key) {
-                return Err(ApiError::bad_request(format!("parameter '{key}': duplicate parameter")));
-            }
-        }
-        Ok(Params(pairs))
-    }
-
-    fn optional(&mut self, key: &str) -> Option<String> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.swap_remove(i).1)
-    }
-
-    fn required(&mut self, key: &str) -> Result<String, ApiError> {
-        self.optional(key).ok_or_else(|| {
-            ApiError::bad_request(format!("parameter '{key}': parameter is missing and it is not optional"))
-        })
-    }
-
-    fn boolean(&mut self, key: &str) -> Result<Option<bool>, ApiError> {
-        self.optional(key).map(|v| parse_bool(key, &v)).transpose()
-    }
-}
-
-/// PBS's boolean words, case-insensitive.
-pub fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "on" | "yes" | "true" => Ok(true),
-        "0" | "off" | "no" | "false" => Ok(false),
-        _ => Err(ApiError::bad_request(format!("parameter '{key}': unable to parse boolean '{value}'"))),
+        crate::server::api::acl_path(&self.store, &self.ns)
     }
 }
 
