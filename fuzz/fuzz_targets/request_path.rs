@@ -3,8 +3,8 @@
 //! smuggled inside a segment), and percent-encoding its segments again leads back to it.
 #![no_main]
 
+use chunkyard::http::endpoint::endpoint_name;
 use chunkyard::http::{Segments, normalize_path};
-use chunkyard::server::api::endpoint_name;
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};

@@ -18,6 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::actors::Pipeline;
 use crate::auth::Credentials;
 use crate::format::Authid;
+use crate::http::endpoint::{self, Endpoint};
 use crate::http::{ApiError, ReplyResult, Segments, encode_reply, normalize_path};
 use crate::metrics as m;
 use crate::server::{ServerError, ServerState, upgrade};
@@ -188,25 +189,22 @@ async fn route(ctx: Ctx, req: Request<Incoming>) -> (&'static str, Result<Respon
         Ok(path) => path,
         Err(e) => return ("invalid", Err(e)),
     };
-    let endpoint = match (req.method(), path.as_str()) {
-        (&Method::GET, "/api2/json/version") => "version",
-        (&Method::GET, "/api2/json/backup" | "/api2/json/reader") => "upgrade",
-        (_, p) => super::api::endpoint_name(req.method(), p),
-    };
+    let found = endpoint::find(req.method(), &path);
+    let name = found.name;
     // Logging in is the one call that needs no credentials.
-    if req.method() == Method::POST && path == "/api2/json/access/ticket" {
-        return (endpoint, super::api::access::login(ctx, req).await);
+    if found.endpoint == Some(Endpoint::Login) {
+        return (name, super::api::access::login(ctx, req).await);
     }
     let authid = match authenticate(&ctx, &req).await {
         Ok(authid) => authid,
-        Err(e) => return (endpoint, Err(e)),
+        Err(e) => return (name, Err(e)),
     };
-    let result = match (req.method(), path.as_str()) {
-        (&Method::GET, "/api2/json/backup") => upgrade::backup(ctx, req, authid).await,
-        (&Method::GET, "/api2/json/reader") => upgrade::reader(ctx, req, authid).await,
-        _ => super::api::route(ctx, req, &path, authid).await,
+    let result = match found.endpoint {
+        Some(Endpoint::BackupUpgrade) => upgrade::backup(ctx, req, authid).await,
+        Some(Endpoint::ReaderUpgrade) => upgrade::reader(ctx, req, authid).await,
+        _ => super::api::route(ctx, req, &path, found, authid).await,
     };
-    (endpoint, result)
+    (name, result)
 }
 
 async fn authenticate(ctx: &Ctx, req: &Request<Incoming>) -> Result<Authid, ApiError> {

@@ -1,9 +1,10 @@
-//! The management API under `/api2/json` (protocol.md 6): routing, parameter decoding (query
-//! for GET/PUT/DELETE, JSON or form body for POST, raw body for the log upload), and the
-//! privilege rules the endpoints share. One file per area: `access.rs` (login), `datastore.rs`
-//! (datastore list, status), `groups.rs` (groups, change-owner), `snapshots.rs` (snapshots,
-//! files, forget, notes, protected, log upload), `prune.rs`, `namespace.rs`, `tasks.rs` (worker
-//! tasks: garbage collection's UPID, task log and status).
+//! The management API under `/api2/json` (protocol.md 6): routing by the endpoint table
+//! (`crate::http::endpoint`), parameter decoding (query for GET/PUT/DELETE, JSON or form body
+//! for POST, raw body for the log upload), and the privilege rules the endpoints share. One
+//! file per area: `access.rs` (login), `datastore.rs` (datastore list, status), `groups.rs`
+//! (groups, change-owner), `snapshots.rs` (snapshots, files, forget, notes, protected, log
+//! upload), `prune.rs`, `namespace.rs`, `tasks.rs` (worker tasks: garbage collection's UPID,
+//! task log and status).
 //!
 //! Answers use the `{"data": ...}` envelope, errors plain text with their status (protocol.md
 //! 1.2); both come from `crate::http::encode_reply` through `server::http::reply`.
@@ -27,6 +28,7 @@ use serde_json::Value;
 use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
 use crate::http::ApiError;
+use crate::http::endpoint::{BodyKind, Endpoint, Found};
 use crate::http::params::{MAX_PARAM_BODY, Params};
 use crate::http::{Reply, ReplyResult, parse_query};
 use crate::server::http::{Body, Ctx, reply};
@@ -45,69 +47,43 @@ pub struct Call {
     pub body: Bytes,
 }
 
-/// Metric name of a management endpoint (never a raw path with ids in it).
-pub fn endpoint_name(method: &Method, path: &str) -> &'static str {
-    let rest = path.strip_prefix("/api2/json/").unwrap_or("");
-    let parts: Vec<&str> = rest.split('/').collect();
-    match (method.as_str(), parts.as_slice()) {
-        ("POST", ["access", "ticket"]) => "login",
-        (_, ["admin", "datastore"]) => "datastore_list",
-        (_, ["nodes", _, "tasks", _, _]) => "task",
-        (_, ["admin", "datastore", _, what]) => match *what {
-            "groups" => "groups",
-            "snapshots" => "snapshots",
-            "files" => "files",
-            "status" => "status",
-            "gc" => "gc",
-            "prune" => "prune",
-            "notes" => "notes",
-            "protected" => "protected",
-            "upload-backup-log" => "upload_backup_log",
-            "namespace" => "namespace",
-            "change-owner" => "change_owner",
-            _ => "unknown",
-        },
-        _ => "unknown",
-    }
-}
-
-/// Routes an authenticated request below `/api2/json`.
-pub async fn route(ctx: Ctx, req: Request<Incoming>, path: &str, authid: Authid) -> Result<Response<Body>, ApiError> {
-    let rest = path.strip_prefix("/api2/json").unwrap_or(path);
-    let parts: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let method = req.method().clone();
-    if parts == ["version"] && method == Method::GET {
+/// Routes an authenticated request below `/api2/json` to what the endpoint table `found`.
+pub async fn route(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    path: &str,
+    found: Found<'_>,
+    authid: Authid,
+) -> Result<Response<Body>, ApiError> {
+    if found.endpoint == Some(Endpoint::Version) {
         return Ok(reply(Ok(Reply::Data(version()))));
     }
-    let upload = matches!(parts.as_slice(), ["admin", "datastore", _, "upload-backup-log"]);
-    let call = decode(ctx, req, authid, upload).await?;
-    let result = match (method.as_str(), parts.as_slice()) {
-        ("GET", ["admin", "datastore"]) => datastore::list(&call).await,
-        ("GET", ["nodes", _, "tasks", upid, "log"]) => return tasks::log(upid, &call.authid, &call.params),
-        ("GET", ["nodes", _, "tasks", upid, "status"]) => tasks::status(upid, &call.authid).map(Reply::Data),
-        (m, ["admin", "datastore", store, what]) => {
-            let store = DatastoreName::parse(store)?;
-            match (m, *what) {
-                ("GET", "status") => datastore::status(&call, &store).await,
-                ("POST", "gc") => datastore::garbage_collect(&call, &store),
-                ("GET", "groups") => groups::list(&call, &store).await,
-                ("POST", "change-owner") => groups::change_owner(&call, &store).await,
-                ("GET", "snapshots") => snapshots::list(&call, &store).await,
-                ("DELETE", "snapshots") => snapshots::forget(&call, &store).await,
-                ("GET", "files") => snapshots::files(&call, &store).await,
-                ("GET", "notes") => snapshots::notes(&call, &store).await,
-                ("PUT", "notes") => snapshots::set_notes(&call, &store).await,
-                ("GET", "protected") => snapshots::protected(&call, &store).await,
-                ("PUT", "protected") => snapshots::set_protected(&call, &store).await,
-                ("POST", "upload-backup-log") => snapshots::upload_log(&call, &store).await,
-                ("POST", "prune") => prune::prune(&call, &store).await,
-                ("GET", "namespace") => namespace::list(&call, &store).await,
-                ("POST", "namespace") => namespace::create(&call, &store).await,
-                ("DELETE", "namespace") => namespace::delete(&call, &store).await,
-                _ => Err(ApiError::no_such_path(path)),
-            }
-        }
+    let call = decode(ctx, req, authid, found.body == BodyKind::Raw).await?;
+    let store = found.store.map(DatastoreName::parse).transpose()?;
+    let upid = found.upid.unwrap_or_default();
+    let result = match (found.endpoint, &store) {
+        (Some(Endpoint::DatastoreList), _) => datastore::list(&call).await,
+        (Some(Endpoint::TaskLog), _) => return tasks::log(upid, &call.authid, &call.params),
+        (Some(Endpoint::TaskStatus), _) => tasks::status(upid, &call.authid).map(Reply::Data),
+        (Some(endpoint), Some(store)) => match endpoint {
+            Endpoint::Status => datastore::status(&call, store).await,
+            Endpoint::GarbageCollect => datastore::garbage_collect(&call, store),
+            Endpoint::Groups => groups::list(&call, store).await,
+            Endpoint::ChangeOwner => groups::change_owner(&call, store).await,
+            Endpoint::Snapshots => snapshots::list(&call, store).await,
+            Endpoint::Forget => snapshots::forget(&call, store).await,
+            Endpoint::Files => snapshots::files(&call, store).await,
+            Endpoint::Notes => snapshots::notes(&call, store).await,
+            Endpoint::SetNotes => snapshots::set_notes(&call, store).await,
+            Endpoint::Protected => snapshots::protected(&call, store).await,
+            Endpoint::SetProtected => snapshots::set_protected(&call, store).await,
+            Endpoint::UploadLog => snapshots::upload_log(&call, store).await,
+            Endpoint::Prune => prune::prune(&call, store).await,
+            Endpoint::Namespaces => namespace::list(&call, store).await,
+            Endpoint::CreateNamespace => namespace::create(&call, store).await,
+            Endpoint::DeleteNamespace => namespace::delete(&call, store).await,
+            _ => Err(ApiError::no_such_path(path)),
+        },
         _ => Err(ApiError::no_such_path(path)),
     };
     Ok(reply(result))
@@ -304,15 +280,6 @@ pub fn not_found(what: impl std::fmt::Display) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_names_never_carry_ids() {
-        assert_eq!(endpoint_name(&Method::POST, "/api2/json/access/ticket"), "login");
-        assert_eq!(endpoint_name(&Method::GET, "/api2/json/admin/datastore/s1/snapshots"), "snapshots");
-        assert_eq!(endpoint_name(&Method::GET, "/api2/json/nodes/localhost/tasks/UPID:x:y/log"), "task");
-        assert_eq!(endpoint_name(&Method::GET, "/api2/json/admin/datastore/s1/whatever"), "unknown");
-        assert_eq!(endpoint_name(&Method::GET, "/elsewhere"), "unknown");
-    }
 
     #[test]
     fn acl_paths_follow_the_namespace() {
