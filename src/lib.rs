@@ -14,7 +14,7 @@
 //!   `IndexWriter`s check and write indexes; the `FinishActor` commits the manifest.
 //! - [`http`]: the HTTP vocabulary both HTTP layers share: `ApiError` (every typed error mapped
 //!   to a status and message in one place), reply encoding, query and parameter decoding, path
-//!   normalisation.
+//!   normalisation, the HTTP/1.1 endpoint table.
 //! - [`protocol`]: the HTTP/2 backup and reader sessions: parse requests, call the actors.
 //! - [`server`]: TLS, HTTP/1.1, request authentication, the management API and the protocol
 //!   upgrade.
