@@ -81,7 +81,7 @@ pub enum FsyncPolicy {
 pub struct PipelineConfig {
     /// Hasher/compressor actors; 0 = one per core.
     pub hashers: usize,
-    /// Chunks queued for or inside the hasher pool at once (permits in front of SyncArbiter).
+    /// Chunks waiting for or inside the hasher stage at once (its queue plus its threads).
     pub hasher_queue: usize,
     /// Bound of the crossbeam channel in front of the chunk writer.
     pub writer_queue: usize,

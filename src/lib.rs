@@ -11,7 +11,7 @@
 //!   privilege lookup every endpoint uses.
 //! - [`actors`]: the ingest pipeline. A `SessionActor` per connection routes each uploaded
 //!   chunk through the hasher pool (CRC, zstd decode, SHA-256) to the io_uring `ChunkWriter`;
-//!   `IndexWriter`s check and write indexes; the `FinishActor` commits the manifest.
+//!   `IndexWriter`s check and write indexes; the finish stage commits the manifest.
 //! - [`http`]: the HTTP vocabulary both HTTP layers share: `ApiError` (every typed error mapped
 //!   to a status and message in one place), reply encoding, query and parameter decoding, path
 //!   normalisation, the HTTP/1.1 endpoint table.

@@ -142,10 +142,12 @@ pub enum Stage {
     Writer,
     Index,
     Finish,
+    Files,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Session, Stage::Hasher, Stage::Writer, Stage::Index, Stage::Finish];
+    pub const ALL: [Stage; 6] =
+        [Stage::Session, Stage::Hasher, Stage::Writer, Stage::Index, Stage::Finish, Stage::Files];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,6 +156,7 @@ impl Stage {
             Stage::Writer => "writer",
             Stage::Index => "index",
             Stage::Finish => "finish",
+            Stage::Files => "files",
         }
     }
 

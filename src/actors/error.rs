@@ -92,8 +92,8 @@ impl From<actix::MailboxError> for SessionError {
     }
 }
 
-impl From<tokio::task::JoinError> for SessionError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        SessionError::Internal(format!("background task failed: {e}"))
+impl From<crate::actors::stage::Stopped> for SessionError {
+    fn from(e: crate::actors::stage::Stopped) -> Self {
+        SessionError::Internal(e.to_string())
     }
 }

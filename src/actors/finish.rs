@@ -1,20 +1,16 @@
-//! `FinishActor`: commits a snapshot. It decodes the uploaded manifest (unencrypted only),
+//! The `finish` stage: commits a snapshot. It decodes the uploaded manifest (unencrypted only),
 //! records the session's upload statistics in `unprotected.chunk_upload_stats`, writes the
 //! rewritten manifest atomically, syncs per the datastore's sync level and marks the transaction
-//! committed. Runs on a `SyncArbiter` thread because every step is blocking file I/O.
+//! committed. Runs on the `finish` stage's threads because every step is blocking file I/O.
 
-use std::sync::Arc;
-
-use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use crate::actors::SessionError;
+use crate::actors::stage::{Job, Worker};
 use crate::failpoint;
 use crate::format::ArchiveName;
 use crate::format::manifest::Manifest;
-use crate::metrics::Stage;
 use crate::store::{BackupTxn, StoreError};
 
 pub const MANIFEST_NAME: &str = "index.json.blob";
@@ -29,8 +25,7 @@ pub struct UploadStats {
 }
 
 /// Commit this transaction with this manifest blob (as uploaded).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), FinishFailed>")]
+#[derive(Debug)]
 pub struct CommitSnapshot {
     pub txn: BackupTxn,
     pub manifest: Bytes,
@@ -44,19 +39,16 @@ pub struct FinishFailed {
     pub txn: BackupTxn,
 }
 
-pub struct FinishActor;
+/// One finish thread.
+pub struct Finisher;
 
-impl Actor for FinishActor {
-    type Context = SyncContext<Self>;
-}
+impl Worker for Finisher {
+    type Msg = CommitSnapshot;
+    type Reply = Result<(), FinishFailed>;
 
-impl Handler<CommitSnapshot> for FinishActor {
-    type Result = Result<(), FinishFailed>;
-
-    fn handle(&mut self, msg: CommitSnapshot, _: &mut Self::Context) -> Self::Result {
-        let _timer = Stage::Finish.timer();
-        let CommitSnapshot { txn, manifest, stats } = msg;
-        match commit_files(&txn, &manifest, stats) {
+    fn handle(&mut self, job: Job<Self>) {
+        let CommitSnapshot { txn, manifest, stats } = job.msg;
+        let result = match commit_files(&txn, &manifest, stats) {
             Ok(()) => {
                 let snapshot = txn.snapshot.to_string();
                 txn.commit();
@@ -65,7 +57,8 @@ impl Handler<CommitSnapshot> for FinishActor {
                 Ok(())
             }
             Err(error) => Err(FinishFailed { error, txn }),
-        }
+        };
+        job.reply.send(result);
     }
 }
 
@@ -89,36 +82,4 @@ fn commit_files(txn: &BackupTxn, raw: &[u8], stats: UploadStats) -> Result<(), S
         .map_err(|source| StoreError::Io { context: "committing the manifest failed".into(), source })?;
     txn.write_file(&name, &manifest.to_blob())?;
     Ok(txn.sync_commit()?)
-}
-
-/// Handle on the finish threads, bounded like every other stage.
-#[derive(Clone)]
-pub struct FinishPool {
-    addr: Addr<FinishActor>,
-    permits: Arc<Semaphore>,
-    capacity: usize,
-}
-
-impl FinishPool {
-    pub fn start(threads: usize) -> FinishPool {
-        let threads = threads.max(1);
-        let capacity = threads * 4;
-        FinishPool {
-            addr: SyncArbiter::start(threads, || FinishActor),
-            permits: Arc::new(Semaphore::new(capacity)),
-            capacity,
-        }
-    }
-
-    fn permits_in_use(&self) -> usize {
-        self.capacity - self.permits.available_permits()
-    }
-
-    pub async fn commit(&self, msg: CommitSnapshot) -> Result<Result<(), FinishFailed>, SessionError> {
-        let _permit = self.permits.acquire().await.map_err(|_| SessionError::Internal("finish pool closed".into()))?;
-        Stage::Finish.set_queue_depth(self.permits_in_use());
-        let r = self.addr.send(msg).await;
-        Stage::Finish.set_queue_depth(self.permits_in_use().saturating_sub(1));
-        Ok(r?)
-    }
 }

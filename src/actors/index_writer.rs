@@ -2,7 +2,7 @@
 //! `PUT *_index` appends (all entries of one PUT or none, stricter-than-pbs 7), and on close
 //! checks chunk count, size and checksum against what the client claims, refuses a fixed index
 //! with unfilled slots (stricter-than-pbs 2), and writes the file durably through
-//! `BackupTxn::write_file`, off the connection thread. The index lives in memory until then, so
+//! `BackupTxn::write_file`, on the `files` stage. The index lives in memory until then, so
 //! a failed or abandoned writer leaves no file behind; its table is charged against the
 //! session's and the server's index memory bound (index_memory.rs) for as long as it lives.
 
@@ -12,10 +12,11 @@ use actix::{Actor, ActorContext, Context, Handler, Message, ResponseFuture};
 
 use crate::actors::SessionError;
 use crate::actors::index_memory::IndexCharge;
+use crate::actors::stage::{Blocking, Stage};
 use crate::format::dynamic_index::{DynamicEntry, DynamicIndex};
 use crate::format::fixed_index::{FIXED_CHUNK_SIZE, FixedIndex};
 use crate::format::{ArchiveName, Digest};
-use crate::metrics::Stage;
+use crate::metrics::Stage as Label;
 use crate::store::BackupTxn;
 
 /// One `(start offset, digest)` pair of a PUT, with the length the session registered for it.
@@ -262,11 +263,12 @@ fn new_uuid() -> [u8; 16] {
 pub struct IndexWriter {
     builder: Option<IndexBuilder>,
     txn: Option<Arc<BackupTxn>>,
+    files: Stage<Blocking>,
 }
 
 impl IndexWriter {
-    pub fn new(builder: IndexBuilder, txn: Arc<BackupTxn>) -> Self {
-        IndexWriter { builder: Some(builder), txn: Some(txn) }
+    pub fn new(builder: IndexBuilder, txn: Arc<BackupTxn>, files: Stage<Blocking>) -> Self {
+        IndexWriter { builder: Some(builder), txn: Some(txn), files }
     }
 }
 
@@ -288,22 +290,22 @@ impl Handler<CloseIndex> for IndexWriter {
     type Result = ResponseFuture<Result<(), SessionError>>;
     fn handle(&mut self, msg: CloseIndex, ctx: &mut Self::Context) -> Self::Result {
         ctx.stop();
-        let (builder, txn) = (self.builder.take(), self.txn.take());
+        let (builder, txn, files) = (self.builder.take(), self.txn.take(), self.files.clone());
         Box::pin(async move {
             let (builder, txn) = match (builder, txn) {
                 (Some(b), Some(t)) => (b, t),
                 _ => return Err(SessionError::Internal("index writer already closed".into())),
             };
-            let _timer = Stage::Index.timer();
+            let _timer = Label::Index.timer();
             let name = builder.name().clone();
             // Encoding hashes the whole index and the write fsyncs: both stay off this thread.
-            let result = tokio::task::spawn_blocking(move || {
-                let (bytes, _charge) = builder.close_charged(msg.chunk_count, msg.size, &msg.csum)?;
-                txn.write_file(&name, &bytes)?;
-                Ok::<(), SessionError>(())
-            })
-            .await?;
-            result
+            files
+                .run(move || {
+                    let (bytes, _charge) = builder.close_charged(msg.chunk_count, msg.size, &msg.csum)?;
+                    txn.write_file(&name, &bytes)?;
+                    Ok::<(), SessionError>(())
+                })
+                .await?
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The ingest pipeline. A [`session::SessionActor`] per connection routes each uploaded chunk
-//! through the [`hasher`] pool (CRC, zstd decode, SHA-256) to the io_uring
+//! through the [`hasher`] stage (CRC, zstd decode, SHA-256) to the
 //! [`chunk_writer::ChunkWriter`]; [`index_writer::IndexWriter`]s build and check indexes; the
-//! [`finish::FinishActor`] commits the manifest. Every hop between them is bounded.
+//! [`finish`] stage commits the manifest; the `files` stage does the sessions' other blocking
+//! file I/O. Every hop is bounded: each pool is built the one way [`stage`] describes.
 //!
 //! [`Pipeline`] holds the process-wide stages; sessions share it.
 
@@ -14,41 +15,84 @@ pub mod index_writer;
 pub mod previous;
 pub mod session;
 pub mod session_messages;
+pub mod stage;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::SessionError;
 
-use crate::config::{LimitsConfig, PipelineConfig};
+use parking_lot::Mutex;
 
-/// The shared stages: hasher pool, chunk writer, finish threads, and the bound on the index
-/// tables the sessions' index writers hold. Cheap to clone, `Send + Sync`:
-/// the server starts it once and hands clones to every connection thread.
+use crate::config::{LimitsConfig, PipelineConfig};
+use crate::metrics::Stage as Label;
+use stage::{Blocking, Spec, Stage, Threads};
+
+/// Threads of the `finish` stage: commits are rare, but one may wait seconds for a `syncfs`.
+const FINISH_THREADS: usize = 2;
+/// Queue of the `finish` stage.
+const FINISH_QUEUE: usize = 6;
+/// Threads of the `files` stage: blocking file I/O of all sessions (mostly waiting for the
+/// disk, so more threads than cores).
+const FILES_THREADS: usize = 4;
+/// Queue of the `files` stage: one message per request, so a few per session.
+const FILES_QUEUE: usize = 64;
+
+/// The shared stages: hasher pool, chunk writer, finish and files threads, and the bound on the
+/// index tables the sessions' index writers hold. Cheap to clone, `Send + Sync`: the server
+/// starts it once and hands clones to every connection thread.
 #[derive(Clone)]
 pub struct Pipeline {
-    pub(crate) hashers: hasher::HasherPool,
+    pub(crate) hashers: Stage<hasher::Hasher>,
     pub(crate) writer: chunk_writer::ChunkWriterHandle,
-    pub(crate) finisher: finish::FinishPool,
+    pub(crate) finisher: Stage<finish::Finisher>,
+    pub(crate) files: Stage<Blocking>,
     pub(crate) cfg: Arc<PipelineConfig>,
     /// Index tables all backup sessions hold (`limits.max-index-bytes`).
     pub(crate) index_memory: Arc<index_memory::IndexMemory>,
+    threads: Arc<Mutex<Threads>>,
 }
 
 impl Pipeline {
-    /// Starts every stage. Call inside an actix System (the pools are `SyncArbiter`s).
+    /// Starts every stage's threads.
     pub fn start(cfg: &PipelineConfig, limits: &LimitsConfig) -> Pipeline {
+        let mut threads = Threads::default();
+        let hashers =
+            if cfg.hashers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cfg.hashers };
+        // `hasher_queue` bounds the chunks waiting for or inside the pool, as it always has.
+        let hasher_queue = cfg.hasher_queue.saturating_sub(hashers);
+        let spec = |label, queue| Spec { label, queue, batch: 1 };
         Pipeline {
-            hashers: hasher::HasherPool::start(cfg.hashers, cfg.hasher_queue),
+            hashers: Stage::start(spec(Label::Hasher, hasher_queue), workers(hashers, || hasher::Hasher), &mut threads),
             writer: chunk_writer::ChunkWriter::spawn(cfg),
-            finisher: finish::FinishPool::start(2),
+            finisher: Stage::start(
+                spec(Label::Finish, FINISH_QUEUE),
+                workers(FINISH_THREADS, || finish::Finisher),
+                &mut threads,
+            ),
+            files: Stage::start(spec(Label::Files, FILES_QUEUE), workers(FILES_THREADS, || Blocking), &mut threads),
             cfg: Arc::new(cfg.clone()),
             index_memory: index_memory::IndexMemory::server(limits.max_index_bytes),
+            threads: Arc::new(Mutex::new(threads)),
         }
     }
 
     pub fn config(&self) -> &PipelineConfig {
         &self.cfg
     }
+
+    /// Drops this handle and waits up to `deadline` for the stages' threads to end. They end
+    /// once every other clone is gone too (sessions ended) and what was queued is done — so
+    /// chunks accepted before shutdown are on disk when this returns true.
+    pub fn shutdown(self, deadline: Duration) -> bool {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        drop(self);
+        threads.join(deadline)
+    }
+}
+
+fn workers<W>(n: usize, make: impl FnMut() -> W) -> Vec<W> {
+    std::iter::repeat_with(make).take(n).collect()
 }
 
 impl std::fmt::Debug for Pipeline {

@@ -1,8 +1,9 @@
 //! `SessionActor`: the state of one backup session (protocol.md 2.1) and the routing of its
 //! requests. It owns the writer-id counter (shared by fixed and dynamic writers), the open
 //! writers, the session-wide known-chunk map, the file counter, the finished flag and the
-//! upload statistics; it sends chunks through the hasher pool to the chunk writer, appends and
-//! closes to the `IndexWriter`s and the commit to the `FinishActor`.
+//! upload statistics; it sends chunks through the hasher stage to the chunk writer, appends and
+//! closes to the `IndexWriter`s, blob writes and reads of the base snapshot to the `files`
+//! stage and the commit to the `finish` stage.
 //!
 //! Handlers check state synchronously, run the heavy part as a future (other requests proceed
 //! meanwhile) and update state when it completes — a chunk is registered as known before its
@@ -129,18 +130,20 @@ impl Handler<OpenIndex> for SessionActor {
         // Reserved now, so a concurrent second open of the same name is refused too.
         self.archive_names.insert(msg.name.clone());
         let name = msg.name.clone();
+        let files = self.pipeline.files.clone();
         let build = async move {
             let OpenIndex { name, fixed } = msg;
             match fixed {
                 None => Ok(IndexBuilder::dynamic(name, charge)),
                 Some((size, reuse)) => {
                     let txn = txn.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let base =
-                            reuse.map(|csum| previous::reusable_fixed_digests(&txn, &name, &csum)).transpose()?;
-                        IndexBuilder::fixed(name, size, base, charge)
-                    })
-                    .await?
+                    files
+                        .run(move || {
+                            let base =
+                                reuse.map(|csum| previous::reusable_fixed_digests(&txn, &name, &csum)).transpose()?;
+                            IndexBuilder::fixed(name, size, base, charge)
+                        })
+                        .await?
                 }
             }
             .map(|b| (b, txn))
@@ -163,7 +166,7 @@ impl Handler<OpenIndex> for SessionActor {
             }
             act.wid_counter += 1;
             let kind = if builder.is_fixed() { IndexKind::Fixed } else { IndexKind::Dynamic };
-            let addr = IndexWriter::new(builder, txn).start();
+            let addr = IndexWriter::new(builder, txn, act.pipeline.files.clone()).start();
             act.writers.insert(act.wid_counter, OpenWriter { name, kind, addr, small_chunks: 0, closing: false });
             Ok(act.wid_counter)
         }))
@@ -184,7 +187,7 @@ impl Handler<UploadChunk> for SessionActor {
         let UploadChunk { kind, wid, digest, size, blob } = msg;
         let encoded = blob.len() as u64;
         let work = async move {
-            let verified = pipeline.hashers.verify(VerifyChunk { digest, size, blob }).await?;
+            let verified = pipeline.hashers.ask(VerifyChunk { digest, size, blob }).await??;
             let store = txn.store.clone();
             drop(txn);
             pipeline.writer.store(StoreChunk { store, digest, blob: verified.blob }).await
@@ -284,17 +287,19 @@ impl Handler<UploadBlob> for SessionActor {
         let txn = or_reply!(self.ensure_unfinished());
         let is_manifest = msg.name.as_str() == MANIFEST_NAME;
         let UploadBlob { name, blob } = msg;
+        let files = self.pipeline.files.clone();
         let work = async move {
-            tokio::task::spawn_blocking(move || {
-                crate::format::blob::check_crc(&blob)?;
-                // The manifest is held until finish rewrites it: a snapshot must not look
-                // finished (formats.md 5.5) before it is.
-                if !is_manifest {
-                    txn.write_file(&name, &blob)?;
-                }
-                Ok::<_, SessionError>(blob)
-            })
-            .await?
+            files
+                .run(move || {
+                    crate::format::blob::check_crc(&blob)?;
+                    // The manifest is held until finish rewrites it: a snapshot must not look
+                    // finished (formats.md 5.5) before it is.
+                    if !is_manifest {
+                        txn.write_file(&name, &blob)?;
+                    }
+                    Ok::<_, SessionError>(blob)
+                })
+                .await?
         };
         Box::pin(work.into_actor(self).map(move |r, act, _| {
             let blob = r?;
@@ -318,7 +323,8 @@ impl Handler<DownloadPrevious> for SessionActor {
         if txn.base.is_none() {
             return ready(Err(SessionError::NoPreviousBackup));
         }
-        let work = async move { tokio::task::spawn_blocking(move || previous::load(&txn, &msg.name)).await? };
+        let files = self.pipeline.files.clone();
+        let work = async move { files.run(move || previous::load(&txn, &msg.name)).await? };
         Box::pin(work.into_actor(self).map(|r, act, _| {
             let PreviousFile { raw, chunks } = r?;
             if act.finished || act.finishing {
@@ -375,8 +381,8 @@ impl Handler<FinishBackup> for SessionActor {
             }
         };
         self.finishing = true;
-        let (pool, stats) = (self.pipeline.finisher.clone(), self.stats);
-        let work = async move { pool.commit(CommitSnapshot { txn, manifest, stats }).await };
+        let (finisher, stats) = (self.pipeline.finisher.clone(), self.stats);
+        let work = async move { finisher.ask(CommitSnapshot { txn, manifest, stats }).await };
         Box::pin(work.into_actor(self).map(|r, act, _| {
             act.finishing = false;
             match r? {
