@@ -14,7 +14,6 @@ pub mod index_memory;
 pub mod index_writer;
 pub mod previous;
 pub mod session;
-pub mod session_messages;
 pub mod stage;
 
 use std::sync::Arc;

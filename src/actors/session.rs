@@ -1,9 +1,12 @@
-//! `SessionActor`: the state of one backup session (protocol.md 2.1) and the routing of its
-//! requests. It owns the writer-id counter (shared by fixed and dynamic writers), the open
-//! writers, the session-wide known-chunk map, the file counter, the finished flag and the
-//! upload statistics; it sends chunks through the hasher stage to the chunk writer, appends and
-//! closes to the `IndexWriter`s, blob writes and reads of the base snapshot to the `files`
-//! stage and the commit to the `finish` stage.
+//! `SessionActor`: one backup session (protocol.md 2) in one place — its state, the messages
+//! it answers (one per request kind of protocol.md 2.2, each declared next to its handler) and
+//! where each goes. protocol/ parses HTTP and sends these messages; this file decides.
+//!
+//! State: the transaction, the writer-id counter (shared by fixed and dynamic writers), the
+//! open writers, the session-wide known-chunk map, the file counter, the held manifest, the
+//! finished flag and the upload statistics. Routing: a chunk goes through the hasher stage to
+//! the chunk writer; appends and closes go to the writer's `IndexWriter`; blobs and reads of
+//! the base snapshot to the `files` stage; the commit to the `finish` stage.
 //!
 //! Handlers check state synchronously, run the heavy part as a future (other requests proceed
 //! meanwhile) and update state when it completes — a chunk is registered as known before its
@@ -30,9 +33,12 @@ use crate::store::BackupTxn;
 /// Highest writer id the protocol's `wid` schema accepts.
 pub const MAX_WID: u64 = 256;
 
-type Reply<T> = ResponseActFuture<SessionActor, Result<T, SessionError>>;
-
-pub use crate::actors::session_messages::*;
+/// Which kind of index an endpoint addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    Dynamic,
+    Fixed,
+}
 
 struct OpenWriter {
     name: ArchiveName,
@@ -86,6 +92,11 @@ impl SessionActor {
         }
     }
 
+    /// For state changes after an await: the session may have finished meanwhile.
+    fn still_open(&self) -> Result<(), SessionError> {
+        if self.finished || self.finishing { Err(SessionError::Finished) } else { Ok(()) }
+    }
+
     fn writer(&mut self, kind: IndexKind, wid: u64) -> Result<&mut OpenWriter, SessionError> {
         match self.writers.get_mut(&wid) {
             Some(w) if w.kind == kind && !w.closing => Ok(w),
@@ -99,6 +110,8 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 }
 
+type Reply<T> = ResponseActFuture<SessionActor, Result<T, SessionError>>;
+
 /// `?` for handlers that answer with a future.
 macro_rules! or_reply {
     ($e:expr) => {
@@ -111,6 +124,15 @@ macro_rules! or_reply {
 
 fn ready<T: 'static>(r: Result<T, SessionError>) -> Reply<T> {
     Box::pin(actix::fut::ready(r))
+}
+
+/// `POST *_index`: open a writer; answers its wid.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, SessionError>")]
+pub struct OpenIndex {
+    pub name: ArchiveName,
+    /// `Some((size, reuse_csum))` for a fixed index.
+    pub fixed: Option<(u64, Option<String>)>,
 }
 
 impl Handler<OpenIndex> for SessionActor {
@@ -149,21 +171,20 @@ impl Handler<OpenIndex> for SessionActor {
             .map(|b| (b, txn))
         };
         Box::pin(build.into_actor(self).map(move |built, act, _| {
-            let (builder, txn) = match built {
+            let opened = built.and_then(|(builder, txn)| {
+                if act.wid_counter >= MAX_WID {
+                    return Err(SessionError::TooManyWriters(act.wid_counter + 1));
+                }
+                act.still_open()?;
+                Ok((builder, txn))
+            });
+            let (builder, txn) = match opened {
                 Ok(b) => b,
                 Err(e) => {
                     act.archive_names.remove(&name);
                     return Err(e);
                 }
             };
-            if act.finished || act.finishing || act.wid_counter >= MAX_WID {
-                act.archive_names.remove(&name);
-                return Err(if act.wid_counter >= MAX_WID {
-                    SessionError::TooManyWriters(act.wid_counter + 1)
-                } else {
-                    SessionError::Finished
-                });
-            }
             act.wid_counter += 1;
             let kind = if builder.is_fixed() { IndexKind::Fixed } else { IndexKind::Dynamic };
             let addr = IndexWriter::new(builder, txn, act.pipeline.files.clone()).start();
@@ -171,6 +192,17 @@ impl Handler<OpenIndex> for SessionActor {
             Ok(act.wid_counter)
         }))
     }
+}
+
+/// `POST *_chunk`: verify, store and register one chunk; answers its digest.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Digest, SessionError>")]
+pub struct UploadChunk {
+    pub kind: IndexKind,
+    pub wid: u64,
+    pub digest: Digest,
+    pub size: u64,
+    pub blob: Bytes,
 }
 
 impl Handler<UploadChunk> for SessionActor {
@@ -218,6 +250,16 @@ impl Handler<UploadChunk> for SessionActor {
     }
 }
 
+/// `PUT *_index`: append known chunks at start offsets.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct AppendIndex {
+    pub kind: IndexKind,
+    pub wid: u64,
+    pub digests: Vec<Digest>,
+    pub offsets: Vec<u64>,
+}
+
 impl Handler<AppendIndex> for SessionActor {
     type Result = Reply<()>;
 
@@ -255,6 +297,17 @@ impl Handler<AppendIndex> for SessionActor {
     }
 }
 
+/// `POST *_close`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct CloseWriter {
+    pub kind: IndexKind,
+    pub wid: u64,
+    pub chunk_count: u64,
+    pub size: u64,
+    pub csum: String,
+}
+
 impl Handler<CloseWriter> for SessionActor {
     type Result = Reply<()>;
 
@@ -280,6 +333,14 @@ impl Handler<CloseWriter> for SessionActor {
     }
 }
 
+/// `POST /blob`: the CRC is checked here (off-thread), the length by the router.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct UploadBlob {
+    pub name: ArchiveName,
+    pub blob: Bytes,
+}
+
 impl Handler<UploadBlob> for SessionActor {
     type Result = Reply<()>;
 
@@ -303,9 +364,7 @@ impl Handler<UploadBlob> for SessionActor {
         };
         Box::pin(work.into_actor(self).map(move |r, act, _| {
             let blob = r?;
-            if act.finished || act.finishing {
-                return Err(SessionError::Finished);
-            }
+            act.still_open()?;
             if is_manifest {
                 act.manifest = Some(blob);
             }
@@ -313,6 +372,13 @@ impl Handler<UploadBlob> for SessionActor {
             Ok(())
         }))
     }
+}
+
+/// `GET /previous`: a file of the base snapshot; an index's chunks become known.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Bytes, SessionError>")]
+pub struct DownloadPrevious {
+    pub name: ArchiveName,
 }
 
 impl Handler<DownloadPrevious> for SessionActor {
@@ -327,9 +393,7 @@ impl Handler<DownloadPrevious> for SessionActor {
         let work = async move { files.run(move || previous::load(&txn, &msg.name)).await? };
         Box::pin(work.into_actor(self).map(|r, act, _| {
             let PreviousFile { raw, chunks } = r?;
-            if act.finished || act.finishing {
-                return Err(SessionError::Finished);
-            }
+            act.still_open()?;
             for (digest, len) in chunks {
                 act.known.entry(digest).or_insert((len, false));
             }
@@ -338,6 +402,11 @@ impl Handler<DownloadPrevious> for SessionActor {
     }
 }
 
+/// `GET /previous_backup_time`.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<i64>")]
+pub struct PreviousBackupTime;
+
 impl Handler<PreviousBackupTime> for SessionActor {
     type Result = Option<i64>;
 
@@ -345,6 +414,11 @@ impl Handler<PreviousBackupTime> for SessionActor {
         self.txn.as_ref()?.base.as_ref().map(|b| b.snapshot.time.epoch())
     }
 }
+
+/// `POST /finish`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct FinishBackup;
 
 impl Handler<FinishBackup> for SessionActor {
     type Result = Reply<()>;
@@ -398,6 +472,12 @@ impl Handler<FinishBackup> for SessionActor {
         }))
     }
 }
+
+/// The connection is gone: keep the snapshot if finished (and not a benchmark), else remove it.
+/// Answers whether the snapshot was kept.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct EndSession;
 
 impl Handler<EndSession> for SessionActor {
     type Result = bool;
