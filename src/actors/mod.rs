@@ -2,9 +2,11 @@
 //! through the [`hasher`] stage (CRC, zstd decode, SHA-256) to the
 //! [`chunk_writer::ChunkWriter`]; [`index_writer::IndexWriter`]s build and check indexes; the
 //! [`finish`] stage commits the manifest; the `files` stage does the sessions' other blocking
-//! file I/O. Every hop is bounded: each pool is built the one way [`stage`] describes.
+//! file I/O, and [`reader`] reads a snapshot for the reader protocol through it. Every hop is
+//! bounded: each pool is built the one way [`stage`] describes.
 //!
-//! [`Pipeline`] holds the process-wide stages; sessions share it.
+//! [`Pipeline`] holds the process-wide stages; sessions share it. protocol/ reaches the
+//! datastore only through it ([`StoreHandle`]), never through store/ directly.
 
 pub mod chunk_writer;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod hasher;
 pub mod index_memory;
 pub mod index_writer;
 pub mod previous;
+pub mod reader;
 pub mod session;
 pub mod stage;
 
@@ -25,6 +28,7 @@ use parking_lot::Mutex;
 
 use crate::config::{LimitsConfig, PipelineConfig};
 use crate::metrics::Stage as Label;
+use crate::store::Datastore;
 use stage::{Blocking, Spec, Stage, Threads};
 
 /// Threads of the `finish` stage: commits are rare, but one may wait seconds for a `syncfs`.
@@ -50,6 +54,17 @@ pub struct Pipeline {
     /// Index tables all backup sessions hold (`limits.max-index-bytes`).
     pub(crate) index_memory: Arc<index_memory::IndexMemory>,
     threads: Arc<Mutex<Threads>>,
+}
+
+/// A datastore as protocol/ holds it: the server hands it in (`store.into()`), protocol/ passes
+/// it on to the pipeline and cannot read from it.
+#[derive(Debug, Clone)]
+pub struct StoreHandle(pub(crate) Arc<Datastore>);
+
+impl From<Arc<Datastore>> for StoreHandle {
+    fn from(store: Arc<Datastore>) -> Self {
+        StoreHandle(store)
+    }
 }
 
 impl Pipeline {

@@ -24,9 +24,9 @@ use crate::actors::hasher::VerifyChunk;
 use crate::actors::index_memory::IndexBudget;
 use crate::actors::index_writer::{AppendChunks, AppendEntry, CloseIndex, IndexBuilder, IndexWriter};
 use crate::actors::previous::{self, PreviousFile};
-use crate::actors::{Pipeline, SessionError};
+use crate::actors::{Pipeline, SessionError, StoreHandle};
 use crate::format::fixed_index::FIXED_CHUNK_SIZE;
-use crate::format::{ArchiveName, Digest};
+use crate::format::{ArchiveName, Authid, Digest, Namespace, SnapshotRef};
 use crate::metrics as m;
 use crate::store::BackupTxn;
 
@@ -38,6 +38,58 @@ pub const MAX_WID: u64 = 256;
 pub enum IndexKind {
     Dynamic,
     Fixed,
+}
+
+/// A backup transaction begun for a session that is not serving yet (the upgrade answers 101
+/// in between). Dropped unstarted, it removes what it created, like an unfinished session.
+pub struct PendingSession {
+    txn: BackupTxn,
+    pipeline: Pipeline,
+    benchmark: bool,
+}
+
+impl PendingSession {
+    /// The reference's checks and the snapshot's directory and locks (`BackupTxn::begin`), on
+    /// the `files` stage. A benchmark session skips the owner check and is never kept.
+    pub async fn begin(
+        pipeline: &Pipeline,
+        store: StoreHandle,
+        ns: Namespace,
+        snapshot: SnapshotRef,
+        auth: &Authid,
+        benchmark: bool,
+    ) -> Result<PendingSession, SessionError> {
+        let auth = auth.clone();
+        let begin = move || BackupTxn::begin(store.0, ns, snapshot, &auth, !benchmark);
+        let txn = pipeline.files.run(begin).await??;
+        Ok(PendingSession { txn, pipeline: pipeline.clone(), benchmark })
+    }
+
+    pub fn snapshot(&self) -> &SnapshotRef {
+        &self.txn.snapshot
+    }
+
+    /// Starts the session's actor on the calling thread (the connection's Arbiter).
+    /// `index_limit`: bytes of index tables this session may hold (inside the pipeline's bound).
+    pub fn start(self, index_limit: u64) -> Addr<SessionActor> {
+        let PendingSession { txn, pipeline, benchmark } = self;
+        SessionActor {
+            index_memory: IndexBudget::new(index_limit, pipeline.index_memory.clone()),
+            pipeline,
+            txn: Some(Arc::new(txn)),
+            benchmark,
+            wid_counter: 0,
+            writers: HashMap::new(),
+            archive_names: HashSet::new(),
+            known: HashMap::new(),
+            file_counter: 0,
+            manifest: None,
+            stats: UploadStats::default(),
+            finishing: false,
+            finished: false,
+        }
+        .start()
+    }
 }
 
 struct OpenWriter {
@@ -66,25 +118,6 @@ pub struct SessionActor {
 }
 
 impl SessionActor {
-    /// `index_limit`: bytes of index tables this session may hold (inside the pipeline's bound).
-    pub fn new(txn: BackupTxn, pipeline: Pipeline, benchmark: bool, index_limit: u64) -> Self {
-        SessionActor {
-            index_memory: IndexBudget::new(index_limit, pipeline.index_memory.clone()),
-            pipeline,
-            txn: Some(Arc::new(txn)),
-            benchmark,
-            wid_counter: 0,
-            writers: HashMap::new(),
-            archive_names: HashSet::new(),
-            known: HashMap::new(),
-            file_counter: 0,
-            manifest: None,
-            stats: UploadStats::default(),
-            finishing: false,
-            finished: false,
-        }
-    }
-
     fn ensure_unfinished(&self) -> Result<Arc<BackupTxn>, SessionError> {
         match (&self.txn, self.finished || self.finishing) {
             (Some(txn), false) => Ok(txn.clone()),

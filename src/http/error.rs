@@ -115,6 +115,19 @@ impl From<crate::actors::SessionError> for ApiError {
     }
 }
 
+impl From<crate::actors::reader::ReaderError> for ApiError {
+    fn from(e: crate::actors::reader::ReaderError) -> Self {
+        use crate::actors::reader::ReaderError as R;
+        match e {
+            R::Store(e) => e.into(),
+            R::FileMissing(_) => ApiError::not_found(e.to_string()),
+            R::ChunkNotAllowed(_) => ApiError::unauthorized(e.to_string()),
+            R::Stopped(_) => ApiError::internal(e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
 impl From<BodyError> for ApiError {
     fn from(e: BodyError) -> Self {
         ApiError::bad_request(e.to_string())

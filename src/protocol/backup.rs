@@ -23,30 +23,43 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use actix::{Actor, Addr, MailboxError};
+use actix::{Addr, MailboxError};
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::actors::Pipeline;
+use crate::actors::StoreHandle;
 use crate::actors::session::*;
-use crate::config::LimitsConfig;
 use crate::failpoint;
-use crate::format::{ArchiveKind, Authid};
+use crate::format::{ArchiveKind, Authid, Namespace, SnapshotRef};
 use crate::http::ApiError;
 use crate::http::params::{MAX_PARAM_BODY, Params};
 use crate::http::{BodyError, Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics::{self as m, Stage};
+use crate::protocol::Sessions;
 use crate::protocol::h2::{ConnWindow, OpenWindow, read_body, serve_steered};
 use crate::protocol::inflight::{InflightBytes, Reservation};
-use crate::store::BackupTxn;
 
+/// A backup begun by the upgrade, to be served once the connection is handed over.
 pub struct BackupSessionStart {
-    pub txn: BackupTxn,
+    pub session: PendingSession,
     pub auth: Authid,
     pub benchmark: bool,
     pub debug: bool,
+}
+
+/// Begins the backup of `snapshot` (the reference's checks, its directory and locks) before
+/// the upgrade answers 101. A benchmark session skips the owner check.
+pub async fn begin(
+    sessions: &Sessions,
+    store: StoreHandle,
+    ns: Namespace,
+    snapshot: SnapshotRef,
+    auth: &Authid,
+    benchmark: bool,
+) -> Result<PendingSession, ApiError> {
+    Ok(PendingSession::begin(&sessions.pipeline, store, ns, snapshot, auth, benchmark).await?)
 }
 
 /// Largest decoded chunk (protocol.md 7).
@@ -78,18 +91,14 @@ const SUBDIRS: [&str; 11] = [
 
 /// Runs a backup session on the upgraded connection. Finished: the snapshot was committed by
 /// `finish`. Connection lost before that, or a benchmark: the snapshot is removed.
-pub async fn serve_session<IO>(
-    io: IO,
-    start: BackupSessionStart,
-    pipeline: Pipeline,
-    limits: LimitsConfig,
-    inflight: Arc<InflightBytes>,
-) where
+pub async fn serve_session<IO>(io: IO, start: BackupSessionStart, sessions: Sessions)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let BackupSessionStart { txn, auth, benchmark, debug } = start;
-    let label = format!("{}", txn.snapshot);
-    let session = SessionActor::new(txn, pipeline, benchmark, limits.max_session_index_bytes).start();
+    let BackupSessionStart { session, auth, benchmark, debug } = start;
+    let Sessions { limits, inflight, .. } = sessions;
+    let label = format!("{}", session.snapshot());
+    let session = session.start(limits.max_session_index_bytes);
     let active = metrics::gauge!(m::SESSIONS_ACTIVE, m::LABEL_PROTOCOL => m::PROTOCOL_BACKUP);
     active.increment(1.0);
     tracing::info!(snapshot = %label, auth = %auth, benchmark, "backup session started");

@@ -1,60 +1,59 @@
 //! The reader session (`proxmox-backup-reader-protocol-v1`, protocol.md 3): downloads of one
-//! snapshot's files and of the chunks its indexes reference.
-//!
-//! Chunk access is session-scoped on purpose: a reader may fetch only digests listed by an index
-//! it downloaded in this session (pitfall 23), so holding read rights on one snapshot never
-//! turns into reading arbitrary chunks of the store. Files are read on the blocking pool; the
-//! snapshot's shared lock lives as long as the session so prune/forget cannot pull it away.
+//! snapshot's files and of the chunks its indexes reference. The reading itself, the rule that
+//! only chunks of downloaded indexes may be fetched, and the snapshot's shared lock belong to
+//! the pipeline's [`SnapshotFiles`]; this router parses requests and answers.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::config::LimitsConfig;
-use crate::format::dynamic_index::DynamicIndex;
-use crate::format::fixed_index::FixedIndex;
-use crate::format::{ArchiveKind, Authid, Digest};
+use crate::actors::StoreHandle;
+use crate::actors::reader::SnapshotFiles;
+use crate::format::{Authid, Namespace, SnapshotRef};
 use crate::http::params::Params;
 use crate::http::{ApiError, Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics as m;
+use crate::protocol::Sessions;
 use crate::protocol::h2::serve;
-use crate::store::Datastore;
-use crate::store::admin::SnapshotReader;
 
 /// Size of the `GET /speedtest` answer: 1 MiB of `A`.
 pub const SPEEDTEST_LEN: usize = 1024 * 1024;
 
 const SUBDIRS: [&str; 3] = ["chunk", "download", "speedtest"];
 
-/// What the upgrade hands to the session: the opened store, the snapshot and its shared lock.
+/// What the upgrade hands to the session: the snapshot, open and locked shared.
 pub struct ReaderSessionStart {
-    pub store: Arc<Datastore>,
-    /// The snapshot with its shared lock, held until the session ends.
-    pub snapshot: SnapshotReader,
+    pub files: SnapshotFiles,
     pub auth: Authid,
 }
 
+/// Opens `snapshot` for a reader session (it must exist) before the upgrade answers 101. With
+/// `only_owner`, the group must belong to that user.
+pub async fn open(
+    sessions: &Sessions,
+    store: StoreHandle,
+    ns: Namespace,
+    snapshot: SnapshotRef,
+    only_owner: Option<Authid>,
+) -> Result<SnapshotFiles, ApiError> {
+    Ok(SnapshotFiles::open(&sessions.pipeline, store, ns, snapshot, only_owner).await?)
+}
+
 /// Serves a reader session until the client drops the connection. Nothing is persisted.
-pub async fn serve_session<IO>(io: IO, start: ReaderSessionStart, limits: LimitsConfig)
+pub async fn serve_session<IO>(io: IO, start: ReaderSessionStart, sessions: Sessions)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let ReaderSessionStart { store, snapshot: reader, auth } = start;
-    let snapshot = reader.snapshot.clone();
+    let ReaderSessionStart { files, auth } = start;
+    let snapshot = files.snapshot().clone();
     let active = metrics::gauge!(m::SESSIONS_ACTIVE, m::LABEL_PROTOCOL => m::PROTOCOL_READER);
     active.increment(1.0);
     tracing::info!(snapshot = %snapshot, auth = %auth, "reader session started");
-    let dir = reader.path.clone();
-    let label = snapshot.rel_path();
-    let router = Rc::new(ReaderRouter { store, dir, label, allowed: RefCell::new(HashSet::new()) });
-    let ended = serve(io, &limits, move |req| {
+    let router = Rc::new(ReaderRouter { files });
+    let ended = serve(io, &sessions.limits, move |req| {
         let router = Rc::clone(&router);
         async move { router.handle(req).await }
     })
@@ -65,16 +64,10 @@ where
     metrics::counter!(m::SESSIONS, m::LABEL_PROTOCOL => m::PROTOCOL_READER, m::LABEL_OUTCOME => m::OUTCOME_FINISHED)
         .increment(1);
     active.decrement(1.0);
-    drop(reader);
 }
 
 pub(crate) struct ReaderRouter {
-    store: Arc<Datastore>,
-    /// Absolute snapshot directory.
-    dir: PathBuf,
-    /// `type/id/time`, used in error texts instead of the server's absolute paths.
-    label: PathBuf,
-    allowed: RefCell<HashSet<Digest>>,
+    files: SnapshotFiles,
 }
 
 impl ReaderRouter {
@@ -108,58 +101,15 @@ impl ReaderRouter {
         }
     }
 
-    /// `GET /download?file-name=..`: an index is parsed first (and its digests become
-    /// downloadable), then the file goes out exactly as stored.
+    /// `GET /download?file-name=..`: the file exactly as stored.
     pub(crate) async fn download(&self, params: Params) -> ReplyResult {
         let name = params.any_archive("file-name")?;
-        let path = self.dir.join(name.as_str());
-        let shown = self.label.join(name.as_str());
-        let kind = name.kind();
-        let (bytes, digests) = blocking(move || -> Result<(Vec<u8>, Vec<Digest>), ApiError> {
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if kind != ArchiveKind::Blob => {
-                    return Err(ApiError::bad_request(format!("unable to open index {shown:?} - {e}")));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(ApiError::not_found(format!("open file {shown:?} failed - not found")));
-                }
-                Err(e) => return Err(ApiError::bad_request(format!("open file {shown:?} failed: {e}"))),
-            };
-            let bad = |e| ApiError::bad_request(format!("unable to open index {shown:?} - {e}"));
-            let digests = match kind {
-                ArchiveKind::Blob => Vec::new(),
-                ArchiveKind::Fixed => FixedIndex::parse(&bytes).map_err(bad)?.digests,
-                ArchiveKind::Dynamic => {
-                    DynamicIndex::parse(&bytes).map_err(bad)?.entries.into_iter().map(|e| e.digest).collect()
-                }
-            };
-            Ok((bytes, digests))
-        })
-        .await?;
-        self.allowed.borrow_mut().extend(digests);
-        Ok(Reply::Raw(Bytes::from(bytes)))
+        Ok(Reply::Raw(self.files.download(name).await?))
     }
 
     /// `GET /chunk?digest=..`: a chunk file unchanged, only for registered digests.
     pub(crate) async fn chunk(&self, params: Params) -> ReplyResult {
         let digest = params.digest("digest")?;
-        if !self.allowed.borrow().contains(&digest) {
-            return Err(ApiError::unauthorized(format!("download chunk {} not allowed", digest.to_hex())));
-        }
-        let store = Arc::clone(&self.store);
-        let bytes = blocking(move || {
-            let path = store.chunks().chunk_path(&digest);
-            std::fs::read(&path).map_err(|e| {
-                let shown = format!(".chunks/{}/{}", digest.prefix_dir(), digest.to_hex());
-                ApiError::bad_request(format!("reading file {shown:?} failed: {e}"))
-            })
-        })
-        .await?;
-        Ok(Reply::Raw(Bytes::from(bytes)))
+        Ok(Reply::Raw(self.files.chunk(digest).await?))
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("reader task failed - {e}")))?
 }

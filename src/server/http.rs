@@ -15,12 +15,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::actors::Pipeline;
 use crate::auth::Credentials;
 use crate::format::Authid;
 use crate::http::endpoint::{self, Endpoint};
 use crate::http::{ApiError, ReplyResult, Segments, encode_reply, normalize_path};
 use crate::metrics as m;
+use crate::protocol::Sessions;
 use crate::server::{ServerError, ServerState, upgrade};
 
 /// Longest path + query the reference accepts.
@@ -30,22 +30,21 @@ const TCP_KEEPALIVE_SECS: libc::c_int = 120;
 
 pub type Body = Full<Bytes>;
 
-/// What a connection task needs: the shared state and the pipeline handle.
+/// What a connection task needs: the shared state and what the sessions share.
 #[derive(Clone)]
 pub struct Ctx {
     pub state: Arc<ServerState>,
-    pub pipeline: Pipeline,
+    pub sessions: Sessions,
 }
 
 /// Accepts connections and deals them round-robin to the Arbiters until `shutdown`.
 pub(super) async fn accept_loop(
     listener: std::net::TcpListener,
-    state: Arc<ServerState>,
+    ctx: Ctx,
     arbiters: &[actix_rt::Arbiter],
     shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let ctx = Ctx { pipeline: Pipeline::start(&state.config.pipeline, &state.config.limits), state };
     let stop = async move {
         match shutdown {
             Some(rx) => {

@@ -4,7 +4,8 @@
 //! socket), so a caller learns the address and fingerprint before traffic starts; `serve` then
 //! runs an actix System whose accept loop deals connections round-robin to one Arbiter per
 //! core. A connection lives on one Arbiter from TLS to the end of its HTTP/2 session, so the
-//! session's actors run on the thread that reads its socket.
+//! session's actors run on the thread that reads its socket. The pipeline the sessions share
+//! is started by `serve` (through protocol/'s [`Sessions`]) and joined when serving ends.
 
 pub mod api;
 pub mod http;
@@ -22,8 +23,12 @@ use crate::auth::{self, files};
 use crate::config::Config;
 use crate::format::{Authid, DatastoreName};
 use crate::http::ApiError;
+use crate::protocol::Sessions;
 use crate::protocol::inflight::InflightBytes;
 use crate::store::{Datastore, DatastoreOptions};
+
+/// How long shutdown waits for the pipeline to finish queued chunk writes and commits.
+const PIPELINE_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -200,15 +205,21 @@ impl Bound {
     /// Serves until `shutdown` fires (or, without one, until Ctrl-C). Blocking.
     pub fn serve(self, shutdown: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<(), ServerError> {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let sessions = Sessions::start(&self.state.config, Arc::clone(&self.state.inflight));
         let system = actix_rt::System::new();
         let arbiters: Vec<actix_rt::Arbiter> =
             system.block_on(async { (0..workers).map(|_| actix_rt::Arbiter::new()).collect() });
-        let result = system.block_on(http::accept_loop(self.listener, self.state, &arbiters, shutdown));
+        let ctx = http::Ctx { state: self.state, sessions: sessions.clone() };
+        let result = system.block_on(http::accept_loop(self.listener, ctx, &arbiters, shutdown));
         for arbiter in &arbiters {
             arbiter.stop();
         }
         for arbiter in arbiters {
             let _ = arbiter.join();
+        }
+        // The connections are gone: what the pipeline was given is finished before returning.
+        if !sessions.shutdown(PIPELINE_DRAIN) {
+            tracing::warn!("pipeline threads still busy {PIPELINE_DRAIN:?} after shutdown; leaving them");
         }
         drop(self.metrics);
         result

@@ -13,12 +13,10 @@ use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, Gro
 use crate::http::ApiError;
 use crate::http::params::Params;
 use crate::http::parse_query;
-use crate::protocol::backup::{BackupSessionStart, serve_session};
+use crate::protocol::backup::{self, BackupSessionStart};
 use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::server::ServerState;
 use crate::server::http::{Body, Ctx};
-use crate::store::BackupTxn;
-use crate::store::admin::SnapshotReader;
 use tokio::sync::OwnedSemaphorePermit;
 
 pub const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
@@ -99,18 +97,13 @@ pub async fn backup(ctx: Ctx, mut req: Request<Incoming>, authid: Authid) -> Res
     check_upgrade_header(&req, BACKUP_PROTOCOL)?;
     check_benchmark(&params.snapshot.group, params.benchmark)?;
     let permit = session_permit(state)?;
-    let (ns, snapshot, owner_check) = (params.ns.clone(), params.snapshot.clone(), !params.benchmark);
-    let begin_auth = authid.clone();
-    let txn = tokio::task::spawn_blocking(move || BackupTxn::begin(store, ns, snapshot, &begin_auth, owner_check))
-        .await
-        .map_err(|e| ApiError::internal(format!("backup start failed - {e}")))??;
-    let start = BackupSessionStart { txn, auth: authid, benchmark: params.benchmark, debug: params.debug };
-    let (pipeline, limits, inflight) = (ctx.pipeline.clone(), state.config.limits.clone(), state.inflight.clone());
-    // Should the client go away between 101 and the first byte, dropping the transaction
+    let (ns, snapshot) = (params.ns.clone(), params.snapshot.clone());
+    let session = backup::begin(&ctx.sessions, store.into(), ns, snapshot, &authid, params.benchmark).await?;
+    let start = BackupSessionStart { session, auth: authid, benchmark: params.benchmark, debug: params.debug };
+    let sessions = ctx.sessions.clone();
+    // Should the client go away between 101 and the first byte, dropping the begun session
     // removes the snapshot.
-    Ok(switch_protocols(&mut req, BACKUP_PROTOCOL, permit, move |io| {
-        serve_session(io, start, pipeline, limits, inflight)
-    }))
+    Ok(switch_protocols(&mut req, BACKUP_PROTOCOL, permit, move |io| backup::serve_session(io, start, sessions)))
 }
 
 /// `GET /api2/json/reader` with `Upgrade: proxmox-backup-reader-protocol-v1` (protocol.md 1.4
@@ -129,22 +122,11 @@ pub async fn reader(ctx: Ctx, mut req: Request<Incoming>, authid: Authid) -> Res
     check_upgrade_header(&req, READER_PROTOCOL)?;
     let permit = session_permit(state)?;
     let (ns, snapshot) = (params.ns.clone(), params.snapshot.clone());
-    let lock_store = Arc::clone(&store);
-    let owner_auth = authid.clone();
-    let snapshot = tokio::task::spawn_blocking(move || -> Result<SnapshotReader, ApiError> {
-        if !may_read {
-            let owner = lock_store.group_owner(&ns, &snapshot.group)?;
-            if !owner_auth.matches_owner(&owner) {
-                return Err(ApiError::bad_request("backup owner check failed!"));
-            }
-        }
-        Ok(lock_store.open_snapshot(&ns, &snapshot)?)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("reader start failed - {e}")))??;
-    let start = ReaderSessionStart { store, snapshot, auth: authid };
-    let limits = state.config.limits.clone();
-    Ok(switch_protocols(&mut req, READER_PROTOCOL, permit, move |io| reader::serve_session(io, start, limits)))
+    let only_owner = if may_read { None } else { Some(authid.clone()) };
+    let files = reader::open(&ctx.sessions, store.into(), ns, snapshot, only_owner).await?;
+    let start = ReaderSessionStart { files, auth: authid };
+    let sessions = ctx.sessions.clone();
+    Ok(switch_protocols(&mut req, READER_PROTOCOL, permit, move |io| reader::serve_session(io, start, sessions)))
 }
 
 /// Answers 101 and, once hyper hands the connection over, runs the session on it. The
