@@ -83,7 +83,7 @@ pub struct PipelineConfig {
     pub hashers: usize,
     /// Chunks waiting for or inside the hasher stage at once (its queue plus its threads).
     pub hasher_queue: usize,
-    /// Bound of the crossbeam channel in front of the chunk writer.
+    /// Chunks that may wait in the writer stage's queue.
     pub writer_queue: usize,
     /// io_uring submission queue depth of the chunk writer.
     pub uring_depth: u32,

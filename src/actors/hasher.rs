@@ -1,46 +1,47 @@
 //! The hasher/compressor pool: checks an uploaded chunk (zstd decode, SHA-256 against the
 //! announced digest, length against `size`) and recomputes its CRC, on the `hasher` stage's
 //! threads so that no connection thread ever hashes (design.md: hashing on the connection
-//! thread caps a session at ~0.4 GB/s).
+//! thread caps a session at ~0.4 GB/s). A chunk that passes goes on to the writer stage from
+//! here, not back through the session: the session awaits one answer for both steps.
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::actors::SessionError;
+use crate::actors::chunk_writer::{ChunkWriterHandle, StoreChunk, Stored};
 use crate::actors::stage::{Job, Worker};
 use crate::format::Digest;
-use crate::format::blob::{self, BlobError, BlobKind};
+use crate::format::blob::{self, BlobError};
+use crate::store::Datastore;
 
-/// Check this chunk and give it back with a trustworthy CRC.
+/// Check this uploaded chunk and, if it is what was announced, have it stored: answers how it
+/// was stored (the writer stage answers for this stage).
 #[derive(Debug)]
 pub struct VerifyChunk {
+    pub store: Arc<Datastore>,
     pub digest: Digest,
     /// Announced decoded length.
     pub size: u64,
     pub blob: Bytes,
 }
 
-/// A chunk that passed verification; `blob` now carries the recomputed CRC.
-#[derive(Debug)]
-pub struct Verified {
-    pub digest: Digest,
-    pub size: u64,
-    pub kind: BlobKind,
-    pub blob: Bytes,
+/// One pool thread; it hands each verified chunk straight to the writer stage.
+pub struct Hasher {
+    pub(crate) writer: ChunkWriterHandle,
 }
-
-/// One pool thread.
-pub struct Hasher;
 
 impl Worker for Hasher {
     type Msg = VerifyChunk;
-    type Reply = Result<Verified, BlobError>;
+    type Reply = Result<Stored, SessionError>;
 
     fn handle(&mut self, job: Job<Self>) {
-        let msg = job.msg;
-        let verified = blob::verify_chunk(&msg.blob, &msg.digest, msg.size).and_then(|kind| {
-            let blob = with_true_crc(msg.blob)?;
-            Ok(Verified { digest: msg.digest, size: msg.size, kind, blob })
-        });
-        job.reply.send(verified);
+        let Job { msg, reply } = job;
+        let checked = blob::verify_chunk(&msg.blob, &msg.digest, msg.size).and_then(|_| with_true_crc(msg.blob));
+        match checked {
+            Ok(blob) => reply.forward(&self.writer, StoreChunk { store: msg.store, digest: msg.digest, blob }),
+            Err(e) => reply.send(Err(e.into())),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! The ingest pipeline. A [`session::SessionActor`] per connection routes each uploaded chunk
-//! through the [`hasher`] stage (CRC, zstd decode, SHA-256) to the
-//! [`chunk_writer::ChunkWriter`]; [`index_writer::IndexWriter`]s build and check indexes; the
+//! The ingest pipeline. A [`session::SessionActor`] per connection sends each uploaded chunk to
+//! the [`hasher`] stage (CRC, zstd decode, SHA-256), which hands it on to the
+//! [`chunk_writer::ChunkWriter`] stage; [`index_writer::IndexWriter`]s build and check indexes; the
 //! [`finish`] stage commits the manifest; the `files` stage does the sessions' other blocking
 //! file I/O, and [`reader`] reads a snapshot for the reader protocol through it. Every hop is
 //! bounded: each pool is built the one way [`stage`] describes.
@@ -47,7 +47,6 @@ const FILES_QUEUE: usize = 64;
 #[derive(Clone)]
 pub struct Pipeline {
     pub(crate) hashers: Stage<hasher::Hasher>,
-    pub(crate) writer: chunk_writer::ChunkWriterHandle,
     pub(crate) finisher: Stage<finish::Finisher>,
     pub(crate) files: Stage<Blocking>,
     pub(crate) cfg: Arc<PipelineConfig>,
@@ -76,9 +75,15 @@ impl Pipeline {
         // `hasher_queue` bounds the chunks waiting for or inside the pool, as it always has.
         let hasher_queue = cfg.hasher_queue.saturating_sub(hashers);
         let spec = |label, queue| Spec { label, queue, batch: 1 };
+        // Only the hashers hold the writer: it stops after them, once they have handed on
+        // everything they were given.
+        let writer = chunk_writer::ChunkWriter::start(cfg, &mut threads);
         Pipeline {
-            hashers: Stage::start(spec(Label::Hasher, hasher_queue), workers(hashers, || hasher::Hasher), &mut threads),
-            writer: chunk_writer::ChunkWriter::spawn(cfg),
+            hashers: Stage::start(
+                spec(Label::Hasher, hasher_queue),
+                workers(hashers, || hasher::Hasher { writer: writer.clone() }),
+                &mut threads,
+            ),
             finisher: Stage::start(
                 spec(Label::Finish, FINISH_QUEUE),
                 workers(FINISH_THREADS, || finish::Finisher),

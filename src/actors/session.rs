@@ -4,9 +4,10 @@
 //!
 //! State: the transaction, the writer-id counter (shared by fixed and dynamic writers), the
 //! open writers, the session-wide known-chunk map, the file counter, the held manifest, the
-//! finished flag and the upload statistics. Routing: a chunk goes through the hasher stage to
-//! the chunk writer; appends and closes go to the writer's `IndexWriter`; blobs and reads of
-//! the base snapshot to the `files` stage; the commit to the `finish` stage.
+//! finished flag and the upload statistics. Routing: a chunk goes to the hasher stage, which
+//! hands it on to the chunk writer (one answer comes back); appends and closes go to the
+//! writer's `IndexWriter`; blobs and reads of the base snapshot to the `files` stage; the
+//! commit to the `finish` stage.
 //!
 //! Handlers check state synchronously, run the heavy part as a future (other requests proceed
 //! meanwhile) and update state when it completes — a chunk is registered as known before its
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::actors::chunk_writer::StoreChunk;
 use crate::actors::finish::{CommitSnapshot, FinishFailed, MANIFEST_NAME, UploadStats};
 use crate::actors::hasher::VerifyChunk;
 use crate::actors::index_memory::IndexBudget;
@@ -251,11 +251,14 @@ impl Handler<UploadChunk> for SessionActor {
         let pipeline = self.pipeline.clone();
         let UploadChunk { kind, wid, digest, size, blob } = msg;
         let encoded = blob.len() as u64;
+        let store = txn.store.clone();
         let work = async move {
-            let verified = pipeline.hashers.ask(VerifyChunk { digest, size, blob }).await??;
-            let store = txn.store.clone();
+            // One answer for both stages: the hasher hands the verified chunk to the writer.
+            let stored = pipeline.hashers.ask(VerifyChunk { store, digest, size, blob }).await?;
+            // Until the chunk is stored, the snapshot cannot be committed (finish needs the
+            // transaction's last share).
             drop(txn);
-            pipeline.writer.store(StoreChunk { store, digest, blob: verified.blob }).await
+            stored
         };
         Box::pin(work.into_actor(self).map(move |stored, act, _| {
             let stored = stored?;
