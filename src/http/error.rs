@@ -22,50 +22,97 @@ pub enum BodyError {
     H2(#[from] h2::Error),
 }
 
+/// What kind of failure an answer reports. It alone decides the status and the `kind` label of
+/// `chunkyard_errors_total`, here and nowhere else; every typed error is given one below (the
+/// layers beneath by this module, the HTTP layers above through [`HttpError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400, the reference's answer to any ordinary failure.
+    BadRequest,
+    /// 401: no valid credentials.
+    Unauthorized,
+    /// 403: authenticated, but a privilege is missing.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 405: a known path with a method it does not take.
+    MethodNotAllowed,
+    /// 503: a server limit is reached; the client may try again later.
+    Unavailable,
+    /// 500: the server's own fault (a stage went away, a task panicked).
+    Internal,
+    /// A disk operation failed (ENOSPC, EIO, ...): 400 with the text, as the reference answers
+    /// any handler error, but counted as `io` so a full or broken disk stands out from
+    /// clients' mistakes.
+    Io,
+    /// A disk fault injected at the request itself (the `backup.request` failpoint): 500,
+    /// counted as `io`.
+    InjectedIo,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::Io => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal | ErrorKind::InjectedIo => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `kind` label of `chunkyard_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::Unauthorized | ErrorKind::Forbidden => "bad_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Unavailable | ErrorKind::Internal => "internal",
+            ErrorKind::Io | ErrorKind::InjectedIo => "io",
+        }
+    }
+
+    /// The disk failed, not the client: operators must see these.
+    pub fn is_io(self) -> bool {
+        matches!(self, ErrorKind::Io | ErrorKind::InjectedIo)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    /// The `kind` label of `chunkyard_errors_total`: follows the status, except that a failed
-    /// disk operation is `io` (a full or broken disk must stand out from clients' mistakes).
-    pub kind: &'static str,
+    pub kind: ErrorKind,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        let kind = match status {
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            s if s.is_server_error() => "internal",
-            _ => "bad_request",
-        };
-        ApiError { status, message: message.into(), kind }
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError { status: kind.status(), message: message.into(), kind }
     }
-    /// A disk operation failed (ENOSPC, EIO, ...): 400 with the text, as the reference answers
-    /// any handler error, but counted as kind `io`.
     pub fn io(message: impl Into<String>) -> Self {
-        ApiError { kind: "io", ..Self::bad_request(message) }
+        Self::new(ErrorKind::Io, message)
     }
-    /// 400, the reference's default for any ordinary failure.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(ErrorKind::BadRequest, message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+        Self::new(ErrorKind::NotFound, message)
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
+        Self::new(ErrorKind::Unauthorized, message)
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, message)
+        Self::new(ErrorKind::Forbidden, message)
     }
     /// The reference's text for an unknown path.
     pub fn no_such_path(path: &str) -> Self {
         Self::not_found(format!("Path '{path}' not found."))
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+        Self::new(ErrorKind::Internal, message)
     }
 }
 
@@ -141,6 +188,31 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid(_) => ApiError::bad_request(e.to_string()),
             AuthError::MissingPrivilege { .. } => ApiError::forbidden(e.to_string()),
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_give_status_and_metric_label() {
+        let table = [
+            (ErrorKind::BadRequest, 400, "bad_request"),
+            (ErrorKind::Unauthorized, 401, "bad_request"),
+            (ErrorKind::Forbidden, 403, "bad_request"),
+            (ErrorKind::NotFound, 404, "not_found"),
+            (ErrorKind::MethodNotAllowed, 405, "method_not_allowed"),
+            (ErrorKind::Unavailable, 503, "internal"),
+            (ErrorKind::Internal, 500, "internal"),
+            (ErrorKind::Io, 400, "io"),
+            (ErrorKind::InjectedIo, 500, "io"),
+        ];
+        for (kind, status, label) in table {
+            let e = ApiError::new(kind, "x");
+            assert_eq!((e.status.as_u16(), e.kind.label()), (status, label), "{kind:?}");
+            assert_eq!(kind.is_io(), label == "io");
         }
     }
 }

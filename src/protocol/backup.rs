@@ -33,8 +33,8 @@ use crate::actors::StoreHandle;
 use crate::actors::session::*;
 use crate::failpoint;
 use crate::format::{ArchiveKind, Authid, Namespace, SnapshotRef};
-use crate::http::ApiError;
 use crate::http::params::{MAX_PARAM_BODY, Params};
+use crate::http::{ApiError, ErrorKind};
 use crate::http::{BodyError, Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics::{self as m, Stage};
 use crate::protocol::Sessions;
@@ -249,9 +249,8 @@ impl Router {
             tracing::debug!(method = %parts.method, path = %path, status = status.as_u16(), "backup request");
         }
         if let Err(e) = &result {
-            metrics::counter!(m::ERRORS, m::LABEL_KIND => e.kind).increment(1);
-            if e.kind == "io" {
-                // The disk, not the client: operators must see this one.
+            metrics::counter!(m::ERRORS, m::LABEL_KIND => e.kind.label()).increment(1);
+            if e.kind.is_io() {
                 tracing::error!(method = %parts.method, path = %path, "backup request failed on disk I/O: {}", e.message);
             } else {
                 tracing::info!(method = %parts.method, path = %path, "backup request failed: {}", e.message);
@@ -270,7 +269,7 @@ impl Router {
     ) -> (&'static str, ReplyResult) {
         use IndexKind::{Dynamic, Fixed};
         if let Err(e) = failpoint::check("backup.request", path) {
-            return ("failpoint", Err(ApiError { kind: "io", ..ApiError::internal(e.to_string()) }));
+            return ("failpoint", Err(ApiError::new(ErrorKind::InjectedIo, e.to_string())));
         }
         let sync = matches!(
             path,
@@ -305,7 +304,7 @@ impl Router {
             }
             ("POST", "/speedtest") => ("speedtest", drain(body).await.map_err(broken).and_then(|_| null())),
             (m, p) if SUBDIRS.iter().any(|s| p.strip_prefix('/') == Some(*s)) => {
-                ("unknown", Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Unsupported method '{m}'"))))
+                ("unknown", Err(ApiError::new(ErrorKind::MethodNotAllowed, format!("Unsupported method '{m}'"))))
             }
             (_, p) => ("unknown", Err(ApiError::no_such_path(p))),
         }

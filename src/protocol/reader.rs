@@ -14,7 +14,7 @@ use crate::actors::StoreHandle;
 use crate::actors::reader::SnapshotFiles;
 use crate::format::{Authid, Namespace, SnapshotRef};
 use crate::http::params::Params;
-use crate::http::{ApiError, Reply, ReplyResult, Segments, normalize_path, parse_query};
+use crate::http::{ApiError, ErrorKind, Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics as m;
 use crate::protocol::Sessions;
 use crate::protocol::h2::serve;
@@ -95,7 +95,7 @@ impl ReaderRouter {
             ("GET", "/chunk") => ("chunk", self.chunk(params).await),
             ("GET", "/speedtest") => ("speedtest", Ok(Reply::Raw(Bytes::from(vec![b'A'; SPEEDTEST_LEN])))),
             (m, p) if SUBDIRS.iter().any(|s| p.strip_prefix('/') == Some(*s)) => {
-                ("unknown", Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Unsupported method '{m}'"))))
+                ("unknown", Err(ApiError::new(ErrorKind::MethodNotAllowed, format!("Unsupported method '{m}'"))))
             }
             (_, p) => ("unknown", Err(ApiError::no_such_path(p))),
         }

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::auth::Credentials;
 use crate::format::Authid;
 use crate::http::endpoint::{self, Endpoint};
-use crate::http::{ApiError, ReplyResult, Segments, encode_reply, normalize_path};
+use crate::http::{ApiError, ErrorKind, ReplyResult, Segments, encode_reply, normalize_path};
 use crate::metrics as m;
 use crate::protocol::Sessions;
 use crate::server::{ServerError, ServerState, upgrade};
@@ -167,7 +167,7 @@ pub async fn handle(ctx: Ctx, req: Request<Incoming>, busy: bool) -> Response<Bo
     }
     if busy {
         return error_response(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unavailable,
             "server busy - too many connections, try again later",
         ));
     }

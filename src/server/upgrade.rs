@@ -10,9 +10,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
-use crate::http::ApiError;
 use crate::http::params::Params;
 use crate::http::parse_query;
+use crate::http::{ApiError, ErrorKind};
 use crate::protocol::backup::{self, BackupSessionStart};
 use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::server::ServerState;
@@ -156,7 +156,7 @@ where
 fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, ApiError> {
     Arc::clone(&state.sessions).try_acquire_owned().map_err(|_| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unavailable,
             format!(
                 "too many sessions - the server allows {} at once, try again later",
                 state.config.limits.max_sessions

@@ -20,7 +20,7 @@ pub mod tasks;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -274,7 +274,7 @@ pub fn data(v: Value) -> ReplyResult {
 
 /// 404 for an object that is not there (the reference's code for missing snapshots).
 pub fn not_found(what: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("{what} does not exist"))
+    ApiError::not_found(format!("{what} does not exist"))
 }
 
 #[cfg(test)]
