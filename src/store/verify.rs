@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::Digest as _;
 
+use crate::format::blob::BlobError;
 use crate::format::dynamic_index::DynamicIndex;
-use crate::format::fixed_index::FixedIndex;
+use crate::format::fixed_index::{FixedIndex, IndexError};
 use crate::format::manifest::{CryptMode, FileEntry};
-use crate::format::{ArchiveKind, ArchiveName, Digest, Namespace, SnapshotRef, blob};
+use crate::format::{ArchiveKind, ArchiveName, Digest, NameError, Namespace, SnapshotRef, blob};
 use crate::store::admin::load_manifest;
 use crate::store::lock::DirLock;
 use crate::store::{Datastore, Result, StoreError};
@@ -39,10 +40,67 @@ impl VerifyCache {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyResult {
     Ok,
-    /// What was wrong, one line each.
+    /// What was wrong, one line each (`<file>: <fault>`), as the task log and `--json` show it.
     Failed(Vec<String>),
     /// The snapshot was locked exclusively (being removed or written).
     Skipped,
+}
+
+/// What is wrong with one file of a snapshot.
+#[derive(Debug, thiserror::Error)]
+enum FileFault {
+    #[error("{0}")]
+    Name(#[from] NameError),
+    #[error("unable to read file - {0}")]
+    Read(io::Error),
+    #[error("wrong size ({got} != {expected})")]
+    Size { got: usize, expected: u64 },
+    #[error("wrong checksum")]
+    Checksum,
+    #[error("{0}")]
+    Blob(#[from] BlobError),
+    #[error("{0}")]
+    Index(#[from] IndexError),
+    #[error("index checksum/size mismatch (manifest {csum} / {size}, index {index_csum} / {index_size})")]
+    IndexSum { csum: String, size: u64, index_csum: String, index_size: u64 },
+    /// Chunks the file references that are missing, damaged or of the other crypt mode.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Chunks(Vec<ChunkFault>),
+}
+
+/// What is wrong with one chunk an index references.
+#[derive(Debug, thiserror::Error)]
+enum ChunkFault {
+    /// Found damaged earlier in this verify run.
+    #[error("chunk {0} is corrupt")]
+    KnownCorrupt(Digest),
+    #[error("chunk {0} is missing")]
+    Missing(Digest),
+    #[error("chunk {0}: {1}")]
+    Stat(Digest, io::Error),
+    /// A valid chunk in the wrong kind of index: reported, but the chunk may serve others.
+    #[error("chunk {0}: crypt mode of chunk and index don't match")]
+    CryptMode(Digest),
+    /// Broken bytes, moved aside so the next backup uploads the chunk again.
+    #[error("chunk {digest}: {damage}; moved to {moved:?}")]
+    Quarantined { digest: Digest, damage: Damage, moved: PathBuf },
+    #[error("chunk {digest}: {damage}; {error}")]
+    NotQuarantined { digest: Digest, damage: Damage, error: StoreError },
+}
+
+/// Why a chunk's bytes are bad.
+#[derive(Debug, thiserror::Error)]
+enum Damage {
+    #[error("{0}")]
+    Read(StoreError),
+    #[error("{0}")]
+    Blob(#[from] BlobError),
+}
+
+/// The outcome of checking one chunk file.
+enum ChunkCheck {
+    Damaged(Damage),
+    CryptMode,
 }
 
 impl Datastore {
@@ -103,30 +161,29 @@ impl Datastore {
         Ok(out)
     }
 
-    fn verify_file(&self, dir: &std::path::Path, entry: &FileEntry, cache: &mut VerifyCache) -> Result<(), String> {
-        let name = ArchiveName::parse(&entry.filename).map_err(|e| e.to_string())?;
-        let raw = std::fs::read(dir.join(name.as_str())).map_err(|e| format!("unable to read file - {e}"))?;
+    fn verify_file(&self, dir: &std::path::Path, entry: &FileEntry, cache: &mut VerifyCache) -> Result<(), FileFault> {
+        let name = ArchiveName::parse(&entry.filename)?;
+        let raw = std::fs::read(dir.join(name.as_str())).map_err(FileFault::Read)?;
         let chunks: Vec<(Digest, u64)> = match name.kind() {
             ArchiveKind::Blob => {
                 if raw.len() as u64 != entry.size {
-                    return Err(format!("wrong size ({} != {})", raw.len(), entry.size));
+                    return Err(FileFault::Size { got: raw.len(), expected: entry.size });
                 }
                 if hex::encode(sha2::Sha256::digest(&raw)) != entry.csum {
-                    return Err("wrong checksum".into());
+                    return Err(FileFault::Checksum);
                 }
-                let kind = blob::check_crc(&raw).map_err(|e| e.to_string())?;
-                if !kind.is_encrypted() {
-                    blob::decode(&raw).map_err(|e| e.to_string())?;
+                if !blob::check_crc(&raw)?.is_encrypted() {
+                    blob::decode(&raw)?;
                 }
                 return Ok(());
             }
             ArchiveKind::Fixed => {
-                let idx = FixedIndex::parse(&raw).map_err(|e| e.to_string())?;
+                let idx = FixedIndex::parse(&raw)?;
                 check_index_sum(entry, idx.csum(), idx.size)?;
                 idx.digests.iter().enumerate().map(|(i, d)| (*d, idx.chunk_len(i))).collect()
             }
             ArchiveKind::Dynamic => {
-                let idx = DynamicIndex::parse(&raw).map_err(|e| e.to_string())?;
+                let idx = DynamicIndex::parse(&raw)?;
                 check_index_sum(entry, idx.csum(), idx.size())?;
                 idx.entries.iter().enumerate().map(|(i, e)| (e.digest, idx.chunk_len(i))).collect()
             }
@@ -139,7 +196,7 @@ impl Datastore {
         chunks: Vec<(Digest, u64)>,
         mode: CryptMode,
         cache: &mut VerifyCache,
-    ) -> Result<(), String> {
+    ) -> Result<(), FileFault> {
         let mut seen = HashSet::new();
         let mut todo: Vec<(u64, Digest, u64)> = Vec::new();
         let mut errors = Vec::new();
@@ -148,7 +205,7 @@ impl Datastore {
                 continue;
             }
             if cache.corrupt.contains(&d) {
-                errors.push(format!("chunk {d} is corrupt"));
+                errors.push(ChunkFault::KnownCorrupt(d));
                 continue;
             }
             // Reading in inode order keeps a spinning disk's head moving one way.
@@ -156,9 +213,9 @@ impl Datastore {
                 Ok(m) => todo.push((m.ino(), d, len)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     cache.corrupt.insert(d);
-                    errors.push(format!("chunk {d} is missing"));
+                    errors.push(ChunkFault::Missing(d));
                 }
-                Err(e) => errors.push(format!("chunk {d}: {e}")),
+                Err(e) => errors.push(ChunkFault::Stat(d, e)),
             }
         }
         todo.sort_unstable();
@@ -169,29 +226,29 @@ impl Datastore {
                     cache.bytes_read += read;
                     cache.ok.insert(d);
                 }
-                Err(ChunkFault::Mode(e)) => errors.push(e),
-                Err(ChunkFault::Corrupt(e)) => {
+                Err(ChunkCheck::CryptMode) => errors.push(ChunkFault::CryptMode(d)),
+                Err(ChunkCheck::Damaged(damage)) => {
                     cache.corrupt.insert(d);
-                    match self.quarantine_chunk(&d) {
-                        Ok(p) => errors.push(format!("{e}; moved to {p:?}")),
-                        Err(r) => errors.push(format!("{e}; {r}")),
-                    }
+                    errors.push(match self.quarantine_chunk(&d) {
+                        Ok(moved) => ChunkFault::Quarantined { digest: d, damage, moved },
+                        Err(error) => ChunkFault::NotQuarantined { digest: d, damage, error },
+                    });
                 }
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+        if errors.is_empty() { Ok(()) } else { Err(FileFault::Chunks(errors)) }
     }
 
     /// Checks `todo` with [`VERIFY_THREADS`] readers, each taking the next chunk in the given
     /// (inode) order, so reads overlap with hashing and the disk queue stays full. Results come
     /// back in `todo`'s order; the caller alone touches the cache and quarantines.
-    fn check_chunks_parallel(&self, todo: &[(u64, Digest, u64)], mode: CryptMode) -> Vec<Result<u64, ChunkFault>> {
+    fn check_chunks_parallel(&self, todo: &[(u64, Digest, u64)], mode: CryptMode) -> Vec<Result<u64, ChunkCheck>> {
         let threads = VERIFY_THREADS.min(todo.len());
         if threads <= 1 {
             return todo.iter().map(|(_, d, len)| self.check_chunk(d, *len, mode)).collect();
         }
         let next = AtomicUsize::new(0);
-        let mut out: Vec<Option<Result<u64, ChunkFault>>> = (0..todo.len()).map(|_| None).collect();
+        let mut out: Vec<Option<Result<u64, ChunkCheck>>> = (0..todo.len()).map(|_| None).collect();
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
@@ -216,33 +273,26 @@ impl Datastore {
     }
 
     /// Returns the bytes read for a good chunk.
-    fn check_chunk(&self, d: &Digest, len: u64, mode: CryptMode) -> Result<u64, ChunkFault> {
-        let corrupt = |e: String| ChunkFault::Corrupt(format!("chunk {d}: {e}"));
-        let raw = self.chunks().read(d).map_err(|e| corrupt(e.to_string()))?;
-        let kind = blob::check_crc(&raw).map_err(|e| corrupt(e.to_string()))?;
+    fn check_chunk(&self, d: &Digest, len: u64, mode: CryptMode) -> Result<u64, ChunkCheck> {
+        let damaged = |e: BlobError| ChunkCheck::Damaged(e.into());
+        let raw = self.chunks().read(d).map_err(|e| ChunkCheck::Damaged(Damage::Read(e)))?;
+        let kind = blob::check_crc(&raw).map_err(damaged)?;
         if kind.is_encrypted() != (mode == CryptMode::Encrypt) {
-            return Err(ChunkFault::Mode(format!("chunk {d}: crypt mode of chunk and index don't match")));
+            return Err(ChunkCheck::CryptMode);
         }
-        blob::verify_chunk(&raw, d, len).map_err(|e| corrupt(e.to_string()))?;
+        blob::verify_chunk(&raw, d, len).map_err(damaged)?;
         Ok(raw.len() as u64)
     }
 }
 
-enum ChunkFault {
-    /// Broken bytes: quarantine.
-    Corrupt(String),
-    /// A valid chunk in the wrong kind of index: report, but the chunk may serve others.
-    Mode(String),
-}
-
-fn check_index_sum(entry: &FileEntry, csum: [u8; 32], size: u64) -> Result<(), String> {
+fn check_index_sum(entry: &FileEntry, csum: [u8; 32], size: u64) -> Result<(), FileFault> {
     if hex::encode(csum) != entry.csum || size != entry.size {
-        return Err(format!(
-            "index checksum/size mismatch (manifest {} / {}, index {} / {size})",
-            entry.csum,
-            entry.size,
-            hex::encode(csum)
-        ));
+        return Err(FileFault::IndexSum {
+            csum: entry.csum.clone(),
+            size: entry.size,
+            index_csum: hex::encode(csum),
+            index_size: size,
+        });
     }
     Ok(())
 }
