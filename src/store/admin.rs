@@ -37,6 +37,11 @@ impl SnapshotReader {
     }
 }
 
+/// The parent of a namespace that may be removed: any but the root.
+pub fn removable_parent(ns: &Namespace) -> Result<Namespace> {
+    ns.parent().ok_or_else(|| StoreError::Refused("cannot delete root namespace".into()))
+}
+
 /// Reads and decodes `<dir>/index.json.blob`.
 pub fn load_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST_NAME);
@@ -54,9 +59,8 @@ impl Datastore {
     /// shared.
     pub fn open_snapshot(&self, ns: &Namespace, snap: &SnapshotRef) -> Result<SnapshotReader> {
         let path = self.snapshot_path(ns, snap);
-        if !self.snapshot_exists(ns, snap) {
-            return Err(StoreError::Refused(format!("snapshot {snap} does not exist.")));
-        }
+        // The reader upgrade answers a missing snapshot with 400, as the reference does.
+        self.check_snapshot(ns, snap).map_err(|e| StoreError::Refused(e.to_string()))?;
         let lock = DirLock::try_lock(&path, false, "snapshot", "locked by another operation")?;
         Ok(SnapshotReader { ns: ns.clone(), snapshot: snap.clone(), path, _lock: lock })
     }
@@ -81,9 +85,7 @@ impl Datastore {
     /// left anywhere below; with it, forgets every group first and fails (keeping what is
     /// protected) if protected snapshots remain.
     pub fn remove_namespace(&self, ns: &Namespace, delete_groups: bool) -> Result<()> {
-        if ns.is_root() {
-            return Err(StoreError::Refused("cannot delete root namespace".into()));
-        }
+        removable_parent(ns)?;
         let all = self.namespaces(ns, None)?;
         let mut complete = true;
         for sub in &all {
@@ -119,9 +121,7 @@ impl Datastore {
     /// Forgets one snapshot: exclusive lock, refuse if protected, remove the directory.
     pub fn remove_snapshot(&self, ns: &Namespace, snap: &SnapshotRef) -> Result<()> {
         let path = self.snapshot_path(ns, snap);
-        if !self.snapshot_exists(ns, snap) {
-            return Err(StoreError::NotFound(format!("snapshot {snap} does not exist.")));
-        }
+        self.check_snapshot(ns, snap)?;
         let _lock = DirLock::try_lock(&path, true, "snapshot", IN_USE)?;
         if path.join(PROTECTED_NAME).exists() {
             return Err(StoreError::Refused("cannot remove protected snapshot".into()));
@@ -143,9 +143,7 @@ impl Datastore {
     /// `notes`) if nothing protected is left. Returns whether the group is gone.
     pub fn remove_group(&self, ns: &Namespace, group: &GroupRef) -> Result<bool> {
         let path = self.group_path(ns, group);
-        if !self.group_exists(ns, group) {
-            return Err(StoreError::NotFound(format!("group {group} does not exist.")));
-        }
+        self.check_group(ns, group)?;
         let _lock = DirLock::try_lock(&path, true, "backup group", IN_USE)?;
         let mut protected = false;
         for info in self.snapshots(ns, group)? {
@@ -172,9 +170,7 @@ impl Datastore {
     /// Sets or clears `.protected` under an exclusive snapshot lock.
     pub fn set_protected(&self, ns: &Namespace, snap: &SnapshotRef, protected: bool) -> Result<()> {
         let path = self.snapshot_path(ns, snap);
-        if !self.snapshot_exists(ns, snap) {
-            return Err(StoreError::NotFound(format!("snapshot {snap} does not exist.")));
-        }
+        self.check_snapshot(ns, snap)?;
         let _lock = DirLock::try_lock(&path, true, "snapshot", IN_USE)?;
         let marker = path.join(PROTECTED_NAME);
         if protected {
@@ -196,18 +192,13 @@ impl Datastore {
         let path = self.group_path(ns, group).join(NOTES_NAME);
         match std::fs::read_to_string(&path) {
             Ok(s) => Ok(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.group_exists(ns, group) => Ok(String::new()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::NotFound(format!("group {group} does not exist.")))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.check_group(ns, group).map(|()| String::new()),
             Err(e) => Err(io_err("read", &path)(e)),
         }
     }
 
     pub fn set_group_notes(&self, ns: &Namespace, group: &GroupRef, notes: &str) -> Result<()> {
-        if !self.group_exists(ns, group) {
-            return Err(StoreError::NotFound(format!("group {group} does not exist.")));
-        }
+        self.check_group(ns, group)?;
         self.write_file(&self.group_path(ns, group).join(NOTES_NAME), notes.as_bytes())
     }
 

@@ -15,7 +15,7 @@ use crate::config::FsyncPolicy;
 use crate::format::manifest::Manifest;
 use crate::format::{ArchiveName, Authid, GroupRef, Namespace, SnapshotRef};
 use crate::store::durable::{self, io_err};
-use crate::store::list::OWNER_NAME;
+use crate::store::list::{self, OWNER_NAME};
 use crate::store::lock::{DirLock, SharedGuard};
 use crate::store::{Datastore, Result, StoreError, client_io};
 
@@ -119,13 +119,11 @@ impl BackupTxn {
         auth: &Authid,
         check_owner: bool,
     ) -> Result<Self> {
-        if !store.namespace_exists(&ns) {
-            return Err(StoreError::NotFound("namespace not found".into()));
-        }
+        store.check_namespace(&ns)?;
         let mut cleanup = Cleanup::default();
         let (owner, created_group) = lock_or_create_group(&store, &ns, &snapshot.group, auth, &mut cleanup)?;
-        if check_owner && !auth.matches_owner(&owner) {
-            return Err(StoreError::Refused(format!("backup owner check failed ({auth} != {owner})")));
+        if check_owner {
+            list::check_owner(auth, &owner)?;
         }
         let base = find_base(&store, &ns, &snapshot.group)?;
         if let Some(base) = &base {

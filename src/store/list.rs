@@ -56,6 +56,11 @@ impl Datastore {
         std::fs::symlink_metadata(self.namespace_path(ns)).is_ok_and(|m| m.is_dir())
     }
 
+    /// Not found (404, the reference's text) unless the namespace exists.
+    pub fn check_namespace(&self, ns: &Namespace) -> Result<()> {
+        if self.namespace_exists(ns) { Ok(()) } else { Err(StoreError::NotFound("namespace not found".into())) }
+    }
+
     /// Direct children of `ns`, sorted by name.
     pub fn child_namespaces(&self, ns: &Namespace) -> Result<Vec<Namespace>> {
         let mut out: Vec<Namespace> =
@@ -66,9 +71,7 @@ impl Datastore {
 
     /// `ns` and its descendants up to `max_depth` levels below it (None = all), parents first.
     pub fn namespaces(&self, ns: &Namespace, max_depth: Option<usize>) -> Result<Vec<Namespace>> {
-        if !self.namespace_exists(ns) {
-            return Err(StoreError::NotFound("namespace not found".into()));
-        }
+        self.check_namespace(ns)?;
         let mut out = vec![ns.clone()];
         let mut level = vec![ns.clone()];
         let mut depth = 0;
@@ -103,6 +106,15 @@ impl Datastore {
         std::fs::symlink_metadata(self.group_path(ns, group)).is_ok_and(|m| m.is_dir())
     }
 
+    /// Not found unless the group exists.
+    pub fn check_group(&self, ns: &Namespace, group: &GroupRef) -> Result<()> {
+        if self.group_exists(ns, group) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("group {group} does not exist.")))
+        }
+    }
+
     /// Snapshots of a group, oldest first.
     pub fn snapshots(&self, ns: &Namespace, group: &GroupRef) -> Result<Vec<SnapshotInfo>> {
         let gpath = self.group_path(ns, group);
@@ -129,6 +141,15 @@ impl Datastore {
         std::fs::symlink_metadata(self.snapshot_path(ns, snap)).is_ok_and(|m| m.is_dir())
     }
 
+    /// Not found unless the snapshot exists.
+    pub fn check_snapshot(&self, ns: &Namespace, snap: &SnapshotRef) -> Result<()> {
+        if self.snapshot_exists(ns, snap) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("snapshot {snap} does not exist.")))
+        }
+    }
+
     /// The group's owner: first line of `owner`, trailing whitespace stripped (formats.md 4.4).
     pub fn group_owner(&self, ns: &Namespace, group: &GroupRef) -> Result<Authid> {
         let path = self.group_path(ns, group).join(OWNER_NAME);
@@ -138,6 +159,15 @@ impl Datastore {
         })?;
         let line = text.lines().next().unwrap_or("").trim_end();
         Authid::parse(line).map_err(|e| StoreError::Corrupt(format!("bad owner in {path:?} - {e}")))
+    }
+}
+
+/// Refused (the reference's 400) unless `auth` owns a group owned by `owner` (protocol.md 1.3).
+pub fn check_owner(auth: &Authid, owner: &Authid) -> Result<()> {
+    if auth.matches_owner(owner) {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(format!("backup owner check failed ({auth} != {owner})")))
     }
 }
 

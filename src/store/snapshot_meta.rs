@@ -18,9 +18,7 @@ pub struct SnapshotFile {
 
 impl Datastore {
     fn existing_snapshot(&self, ns: &Namespace, snap: &SnapshotRef) -> Result<std::path::PathBuf> {
-        if !self.snapshot_exists(ns, snap) {
-            return Err(StoreError::NotFound(format!("snapshot {snap} does not exist.")));
-        }
+        self.check_snapshot(ns, snap)?;
         Ok(self.snapshot_path(ns, snap))
     }
 
@@ -52,9 +50,7 @@ impl Datastore {
 
     /// Replaces the group's owner file (atomically, unlike PBS's in-place write).
     pub fn set_owner(&self, ns: &Namespace, group: &GroupRef, owner: &Authid) -> Result<()> {
-        if !self.group_exists(ns, group) {
-            return Err(StoreError::NotFound(format!("group {group} does not exist.")));
-        }
+        self.check_group(ns, group)?;
         self.write_file(&self.group_path(ns, group).join(OWNER_NAME), format!("{owner}\n").as_bytes())
     }
 }
