@@ -1,11 +1,18 @@
-//! `ApiError`: the one place where a typed error becomes an HTTP status and message.
+//! `ApiError`: the one place where a typed error becomes an HTTP status, text and metrics kind.
 //!
 //! Every module returns its own `thiserror` type; the HTTP layers (backup and reader sessions,
 //! management API, upgrade) convert with `?` into `ApiError` and answer with its status and
-//! plain-text body, as PBS does (protocol.md 1.2).
+//! plain-text body, as PBS does (protocol.md 1.2). The text is always the typed error's own;
+//! the status and the metrics kind follow from its [`ErrorKind`]. This file gives every error
+//! of the layers beneath (format, store, auth, actors) and of the HTTP vocabulary its kind; the
+//! layers above (sessions, server) cannot be named here without a cycle, so their error types
+//! name their kinds themselves through [`HttpError`], and the status and label still come from
+//! [`ErrorKind`] alone.
 
 use http::StatusCode;
 
+use crate::actors::SessionError;
+use crate::actors::reader::ReaderError;
 use crate::auth::AuthError;
 use crate::format::NameError;
 use crate::format::blob::BlobError;
@@ -13,13 +20,33 @@ use crate::format::fixed_index::IndexError;
 use crate::format::manifest::ManifestError;
 use crate::store::StoreError;
 
-/// A request body that could not be read (HTTP/2 sessions).
+/// A request body that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// Past the limit `protocol::h2::read_body` was given (the routers answer the reference's
+    /// capitalised [`RequestError::BodyTooLarge`] instead).
     #[error("request body too large")]
     TooLarge,
     #[error("unable to read request body - {0}")]
     H2(#[from] h2::Error),
+    /// An HTTP/1.1 body (hyper's error).
+    #[error("unable to read request body - {0}")]
+    Http1(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A request refused before an endpoint looks at it (routing, bodies), with the reference's
+/// texts; the backup and reader sessions and the management API share it.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("Path '{0}' not found.")]
+    NoSuchPath(String),
+    /// A known path asked with a method it does not take.
+    #[error("Unsupported method '{0}'")]
+    Method(String),
+    #[error("Request body too large")]
+    BodyTooLarge,
+    #[error("unsupported content type")]
+    ContentType,
 }
 
 /// What kind of failure an answer reports. It alone decides the status and the `kind` label of
@@ -107,87 +134,108 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, message)
     }
-    /// The reference's text for an unknown path.
+    /// The reference's answer for an unknown path.
     pub fn no_such_path(path: &str) -> Self {
-        Self::not_found(format!("Path '{path}' not found."))
+        RequestError::NoSuchPath(path.to_string()).into()
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
 }
 
-impl From<NameError> for ApiError {
-    fn from(e: NameError) -> Self {
-        ApiError::bad_request(e.to_string())
+/// An error that knows its [`ErrorKind`]; `?` turns it into an [`ApiError`] with that kind's
+/// status and its own text. Implemented here for the layers beneath and the HTTP vocabulary,
+/// and by the sessions' and the server's error types for their own variants.
+pub trait HttpError: std::error::Error {
+    fn kind(&self) -> ErrorKind;
+}
+
+impl<E: HttpError> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError::new(e.kind(), e.to_string())
     }
 }
 
-impl From<BlobError> for ApiError {
-    fn from(e: BlobError) -> Self {
-        ApiError::bad_request(e.to_string())
+impl HttpError for NameError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
     }
 }
 
-impl From<IndexError> for ApiError {
-    fn from(e: IndexError) -> Self {
-        ApiError::bad_request(e.to_string())
+impl HttpError for BlobError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
     }
 }
 
-impl From<ManifestError> for ApiError {
-    fn from(e: ManifestError) -> Self {
-        ApiError::bad_request(e.to_string())
+impl HttpError for IndexError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Io { .. } => ApiError::io(e.to_string()),
-            other => ApiError::bad_request(other.to_string()),
+impl HttpError for ManifestError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
+    }
+}
+
+impl HttpError for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::Io { .. } => ErrorKind::Io,
+            _ => ErrorKind::BadRequest,
         }
     }
 }
 
-impl From<crate::actors::SessionError> for ApiError {
-    fn from(e: crate::actors::SessionError) -> Self {
-        use crate::actors::SessionError as S;
-        match e {
-            S::Store(e) => e.into(),
-            S::PreviousBlobMissing(_) => ApiError::not_found(e.to_string()),
-            S::Internal(_) => ApiError::internal(e.to_string()),
-            other => ApiError::bad_request(other.to_string()),
+impl HttpError for SessionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SessionError::Store(e) => e.kind(),
+            SessionError::PreviousBlobMissing(_) => ErrorKind::NotFound,
+            SessionError::Internal(_) => ErrorKind::Internal,
+            _ => ErrorKind::BadRequest,
         }
     }
 }
 
-impl From<crate::actors::reader::ReaderError> for ApiError {
-    fn from(e: crate::actors::reader::ReaderError) -> Self {
-        use crate::actors::reader::ReaderError as R;
-        match e {
-            R::Store(e) => e.into(),
-            R::FileMissing(_) => ApiError::not_found(e.to_string()),
-            R::ChunkNotAllowed(_) => ApiError::unauthorized(e.to_string()),
-            R::Stopped(_) => ApiError::internal(e.to_string()),
-            other => ApiError::bad_request(other.to_string()),
+impl HttpError for ReaderError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReaderError::Store(e) => e.kind(),
+            ReaderError::FileMissing(_) => ErrorKind::NotFound,
+            ReaderError::ChunkNotAllowed(_) => ErrorKind::Unauthorized,
+            ReaderError::Stopped(_) => ErrorKind::Internal,
+            _ => ErrorKind::BadRequest,
         }
     }
 }
 
-impl From<BodyError> for ApiError {
-    fn from(e: BodyError) -> Self {
-        ApiError::bad_request(e.to_string())
+impl HttpError for BodyError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Failed(_) | AuthError::LoginFailed => ApiError::unauthorized(e.to_string()),
-            AuthError::Invalid(_) => ApiError::bad_request(e.to_string()),
-            AuthError::MissingPrivilege { .. } => ApiError::forbidden(e.to_string()),
-            other => ApiError::internal(other.to_string()),
+impl HttpError for RequestError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RequestError::NoSuchPath(_) => ErrorKind::NotFound,
+            RequestError::Method(_) => ErrorKind::MethodNotAllowed,
+            RequestError::BodyTooLarge | RequestError::ContentType => ErrorKind::BadRequest,
+        }
+    }
+}
+
+impl HttpError for AuthError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AuthError::Failed(_) | AuthError::LoginFailed => ErrorKind::Unauthorized,
+            AuthError::Invalid(_) => ErrorKind::BadRequest,
+            AuthError::MissingPrivilege { .. } => ErrorKind::Forbidden,
+            _ => ErrorKind::Internal,
         }
     }
 }

@@ -12,7 +12,7 @@ pub(crate) mod params;
 mod path;
 mod reply;
 
-pub use error::{ApiError, BodyError, ErrorKind};
+pub use error::{ApiError, BodyError, ErrorKind, HttpError, RequestError};
 pub use params::parse_query;
 pub use path::{Segments, normalize_path};
 pub use reply::{JSON_CONTENT_TYPE, Reply, ReplyResult, encode_reply};

@@ -18,10 +18,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::auth::Credentials;
 use crate::format::Authid;
 use crate::http::endpoint::{self, Endpoint};
-use crate::http::{ApiError, ErrorKind, ReplyResult, Segments, encode_reply, normalize_path};
+use crate::http::{ApiError, ReplyResult, Segments, encode_reply, normalize_path};
 use crate::metrics as m;
 use crate::protocol::Sessions;
-use crate::server::{ServerError, ServerState, upgrade};
+use crate::server::{Refused, ServerError, ServerState, upgrade};
 
 /// Longest path + query the reference accepts.
 pub const MAX_URI_LEN: usize = 3072;
@@ -166,10 +166,7 @@ pub async fn handle(ctx: Ctx, req: Request<Incoming>, busy: bool) -> Response<Bo
         return empty(StatusCode::URI_TOO_LONG);
     }
     if busy {
-        return error_response(ApiError::new(
-            ErrorKind::Unavailable,
-            "server busy - too many connections, try again later",
-        ));
+        return error_response(Refused::Busy.into());
     }
     let started = std::time::Instant::now();
     let (endpoint, result) = route(ctx, req).await;

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{self, files};
 use crate::config::Config;
 use crate::format::{Authid, DatastoreName};
-use crate::http::ApiError;
+use crate::http::{ErrorKind, HttpError};
 use crate::protocol::Sessions;
 use crate::protocol::inflight::InflightBytes;
 use crate::store::{Datastore, DatastoreOptions};
@@ -46,6 +46,28 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+/// Why the server turns a request away before an endpoint handles it.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// Step 4 of the upgrade, and any other lookup of a configured datastore.
+    #[error("datastore '{0}' does not exist")]
+    NoSuchDatastore(DatastoreName),
+    /// Past `limits.max_sessions * 2` connections (at least 64): HTTP/1.1 answers only this.
+    #[error("server busy - too many connections, try again later")]
+    Busy,
+    #[error("too many sessions - the server allows {0} at once, try again later")]
+    TooManySessions(usize),
+}
+
+impl HttpError for Refused {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Refused::NoSuchDatastore(_) => ErrorKind::BadRequest,
+            Refused::Busy | Refused::TooManySessions(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// What every connection needs, shared by all Arbiters.
 pub struct ServerState {
     pub config: Config,
@@ -63,8 +85,8 @@ pub struct ServerState {
 
 impl ServerState {
     /// A configured datastore (all are opened at startup).
-    pub fn datastore(&self, name: &DatastoreName) -> Result<Arc<Datastore>, ApiError> {
-        self.datastores.get(name.as_str()).cloned().ok_or_else(|| no_such_datastore(name.as_str()))
+    pub fn datastore(&self, name: &DatastoreName) -> Result<Arc<Datastore>, Refused> {
+        self.datastores.get(name.as_str()).cloned().ok_or_else(|| Refused::NoSuchDatastore(name.clone()))
     }
 }
 
@@ -116,11 +138,6 @@ fn recover(name: &str, ds: &Datastore) {
         }
         Err(e) => tracing::error!(datastore = %name, %e, "crash recovery failed; serving anyway"),
     }
-}
-
-/// Step 4 of the upgrade, and any other lookup of a configured datastore.
-pub fn no_such_datastore(name: &str) -> ApiError {
-    ApiError::bad_request(format!("datastore '{name}' does not exist"))
 }
 
 /// A server ready to serve: everything that can fail at startup has been done.

@@ -10,13 +10,13 @@ use hyper_util::rt::TokioIo;
 
 use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
+use crate::http::ApiError;
 use crate::http::params::Params;
 use crate::http::parse_query;
-use crate::http::{ApiError, ErrorKind};
 use crate::protocol::backup::{self, BackupSessionStart};
 use crate::protocol::reader::{self, ReaderSessionStart};
-use crate::server::ServerState;
 use crate::server::http::{Body, Ctx};
+use crate::server::{Refused, ServerState};
 use tokio::sync::OwnedSemaphorePermit;
 
 pub const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
@@ -153,16 +153,10 @@ where
     switching_protocols(protocol)
 }
 
-fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, ApiError> {
-    Arc::clone(&state.sessions).try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            ErrorKind::Unavailable,
-            format!(
-                "too many sessions - the server allows {} at once, try again later",
-                state.config.limits.max_sessions
-            ),
-        )
-    })
+fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, Refused> {
+    Arc::clone(&state.sessions)
+        .try_acquire_owned()
+        .map_err(|_| Refused::TooManySessions(state.config.limits.max_sessions))
 }
 
 fn switching_protocols(protocol: &'static str) -> Response<Body> {

@@ -139,7 +139,7 @@ pub fn version() -> Value {
 impl Call {
     /// The datastore, opened; 400 for an unknown name.
     pub fn store(&self, name: &DatastoreName) -> Result<Arc<Datastore>, ApiError> {
-        self.ctx.state.datastore(name)
+        Ok(self.ctx.state.datastore(name)?)
     }
 
     /// `ns` (absent = root).
