@@ -179,6 +179,11 @@ impl Params {
         }
     }
 
+    /// A boolean that must be given.
+    pub fn bool(&self, name: &str) -> Result<bool, ApiError> {
+        self.opt_bool(name)?.ok_or_else(|| self.texts.missing(name))
+    }
+
     /// An optional integer in `min..=max`.
     pub fn opt_int(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
         self.get(name).map(|v| int_value(name, v, min, max)).transpose()

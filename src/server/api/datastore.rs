@@ -6,10 +6,9 @@ use serde_json::{Value, json};
 
 use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::format::{DatastoreName, Namespace};
-use crate::http::ApiError;
 use crate::http::ReplyResult;
 use crate::server::api::tasks;
-use crate::server::api::{Call, blocking, data};
+use crate::server::api::{Call, CallError, blocking, data};
 use crate::store::gc::GcOptions;
 
 pub async fn list(call: &Call) -> ReplyResult {
@@ -33,8 +32,8 @@ pub async fn status(call: &Call, name: &DatastoreName) -> ReplyResult {
     }
     let root_path = store.root().to_path_buf();
     let (total, used, avail) = blocking(move || {
-        let st = nix::sys::statvfs::statvfs(&root_path)
-            .map_err(|e| ApiError::bad_request(format!("unable to read file system usage of {root_path:?} - {e}")))?;
+        let st =
+            nix::sys::statvfs::statvfs(&root_path).map_err(|source| CallError::Usage { path: root_path, source })?;
         let frag = st.fragment_size() as u64;
         let total = st.blocks() as u64 * frag;
         let avail = st.blocks_available() as u64 * frag;
@@ -52,8 +51,7 @@ pub fn garbage_collect(call: &Call, name: &DatastoreName) -> ReplyResult {
     let upid = tasks::spawn("garbage_collection", name.as_str(), &call.authid, move |log, upid| {
         let opts = GcOptions { upid: Some(upid.to_string()), ..GcOptions::default() };
         // jobs::gc logs the figures and records the job metrics, the same as `chunkyard gc`.
-        crate::jobs::gc(&store, &opts, &mut |line| log.log(line)).map_err(|e| e.to_string())?;
-        Ok(())
+        crate::jobs::gc(&store, &opts, &mut |line| log.log(line)).map(drop)
     });
     data(json!(upid))
 }

@@ -9,9 +9,8 @@ use serde_json::{Value, json};
 
 use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::format::{Authid, DatastoreName};
-use crate::http::ApiError;
 use crate::http::ReplyResult;
-use crate::server::api::{Access, Call, blocking, data};
+use crate::server::api::{Access, Call, CallError, blocking, data};
 
 pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
     let ns = call.ns()?;
@@ -19,9 +18,7 @@ pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
     let store = call.store(name)?;
     let authid = call.authid.clone();
     let groups = blocking(move || {
-        if !store.namespace_exists(&ns) {
-            return Err(ApiError::not_found("namespace not found"));
-        }
+        store.check_namespace(&ns)?;
         let mut out = Vec::new();
         for group in store.groups(&ns)? {
             let Ok(owner) = store.group_owner(&ns, &group) else { continue };
@@ -61,7 +58,7 @@ pub async fn change_owner(call: &Call, name: &DatastoreName) -> ReplyResult {
     let new_owner = Authid::parse(call.params.str("new-owner")?)?;
     call.require(name, &ns, DatastoreModify)?;
     if !call.ctx.state.auth.knows(&new_owner) {
-        return Err(ApiError::bad_request(format!("user '{new_owner}' is inactive or non-existent")));
+        return Err(CallError::UnknownUser(new_owner).into());
     }
     let store = call.store(name)?;
     let s = Arc::clone(&store);

@@ -27,15 +27,49 @@ use serde_json::Value;
 
 use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
-use crate::http::ApiError;
 use crate::http::endpoint::{BodyKind, Endpoint, Found};
 use crate::http::params::{MAX_PARAM_BODY, Params};
+use crate::http::{ApiError, BodyError, ErrorKind, HttpError, RequestError};
 use crate::http::{Reply, ReplyResult, parse_query};
 use crate::server::http::{Body, Ctx, reply};
 use crate::store::Datastore;
 
 /// Largest log upload (`upload-backup-log`): a blob of the client's maximum size.
 pub const MAX_LOG_BODY: usize = 128 * 1024 * 1024;
+
+/// Why a management call failed, where neither the store, auth nor parameter decoding has the
+/// answer; texts as the reference's.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Neither one of the full privileges nor the partial one ([`Call::access`]).
+    #[error("permission check failed - missing {} on {path}", .privileges.join("|"))]
+    Privileges { privileges: Vec<&'static str>, path: String },
+    #[error("user '{0}' is inactive or non-existent")]
+    UnknownUser(Authid),
+    #[error("namespace '{parent}' is already at the maximum depth of {max}")]
+    TooDeep { parent: Namespace, max: u64 },
+    #[error("unable to read file system usage of {path:?} - {source}")]
+    Usage { path: std::path::PathBuf, source: nix::Error },
+    #[error("no such task '{0}'")]
+    NoSuchTask(String),
+    /// Only a task's starter (or its user, for a token) sees it.
+    #[error("permission check failed")]
+    NotTaskOwner,
+    /// Work on the blocking pool panicked or was cancelled.
+    #[error("task failed - {0}")]
+    Blocking(#[from] tokio::task::JoinError),
+}
+
+impl HttpError for CallError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CallError::Privileges { .. } | CallError::NotTaskOwner => ErrorKind::Forbidden,
+            CallError::NoSuchTask(_) => ErrorKind::NotFound,
+            CallError::Blocking(_) => ErrorKind::Internal,
+            CallError::UnknownUser(_) | CallError::TooDeep { .. } | CallError::Usage { .. } => ErrorKind::BadRequest,
+        }
+    }
+}
 
 /// One authenticated management call, decoded.
 pub struct Call {
@@ -82,9 +116,9 @@ pub async fn route(
             Endpoint::Namespaces => namespace::list(&call, store).await,
             Endpoint::CreateNamespace => namespace::create(&call, store).await,
             Endpoint::DeleteNamespace => namespace::delete(&call, store).await,
-            _ => Err(ApiError::no_such_path(path)),
+            _ => Err(RequestError::NoSuchPath(path.to_string()).into()),
         },
-        _ => Err(ApiError::no_such_path(path)),
+        _ => Err(RequestError::NoSuchPath(path.to_string()).into()),
     };
     Ok(reply(result))
 }
@@ -100,11 +134,11 @@ pub(crate) async fn read_request(
     let body = Limited::new(req.into_body(), limit)
         .collect()
         .await
-        .map_err(|e| {
+        .map_err(|e| -> ApiError {
             if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::bad_request("Request body too large")
+                RequestError::BodyTooLarge.into()
             } else {
-                ApiError::bad_request(format!("unable to read request body - {e}"))
+                BodyError::Http1(e).into()
             }
         })?
         .to_bytes();
@@ -119,7 +153,7 @@ async fn decode(ctx: Ctx, req: Request<Incoming>, authid: Authid, upload: bool) 
     if !upload {
         let ct = content_type.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if !body.is_empty() && ct != "application/json" && ct != "application/x-www-form-urlencoded" {
-            return Err(ApiError::bad_request("unsupported content type"));
+            return Err(RequestError::ContentType.into());
         }
         params.merge_body(content_type.as_deref(), &body)?;
     }
@@ -201,12 +235,8 @@ impl Call {
         if self.has(store, ns, partial) {
             return Ok(Access::Limited);
         }
-        let names: Vec<&str> = full.iter().map(|p| p.name()).chain([partial.name()]).collect();
-        Err(ApiError::forbidden(format!(
-            "permission check failed - missing {} on {}",
-            names.join("|"),
-            acl_path(store, ns)
-        )))
+        let privileges = full.iter().map(|p| p.name()).chain([partial.name()]).collect();
+        Err(CallError::Privileges { privileges, path: acl_path(store, ns) }.into())
     }
 
     /// `access` plus, when limited, the group-owner check (400 like the reference).
@@ -239,11 +269,7 @@ pub async fn check_owner(
     authid: &Authid,
 ) -> Result<(), ApiError> {
     let owner = owner_of(store, ns, group).await?;
-    if authid.matches_owner(&owner) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!("backup owner check failed ({authid} != {owner})")))
-    }
+    Ok(crate::store::list::check_owner(authid, &owner)?)
 }
 
 pub async fn owner_of(store: &Arc<Datastore>, ns: &Namespace, group: &GroupRef) -> Result<Authid, ApiError> {
@@ -265,16 +291,11 @@ pub fn acl_path(store: &DatastoreName, ns: &Namespace) -> String {
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("task failed - {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(CallError::Blocking)?
 }
 
 pub fn data(v: Value) -> ReplyResult {
     Ok(Reply::Data(v))
-}
-
-/// 404 for an object that is not there (the reference's code for missing snapshots).
-pub fn not_found(what: impl std::fmt::Display) -> ApiError {
-    ApiError::not_found(format!("{what} does not exist"))
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::auth::Privilege::{DatastoreAudit, DatastoreBackup, DatastoreModify};
 use crate::format::DatastoreName;
-use crate::http::ApiError;
 use crate::http::ReplyResult;
-use crate::server::api::{Call, blocking, data};
+use crate::server::api::{Call, CallError, blocking, data};
+use crate::store::admin::removable_parent;
 
 /// Deepest namespace nesting (protocol.md 7).
 const MAX_DEPTH: u64 = 7;
@@ -33,9 +33,7 @@ pub async fn create(call: &Call, name: &DatastoreName) -> ReplyResult {
     let child = call.params.str("name")?.to_string();
     call.require(name, &parent, DatastoreModify)?;
     if parent.depth() as u64 >= MAX_DEPTH {
-        return Err(ApiError::bad_request(format!(
-            "namespace '{parent}' is already at the maximum depth of {MAX_DEPTH}"
-        )));
+        return Err(CallError::TooDeep { parent, max: MAX_DEPTH }.into());
     }
     let store = call.store(name)?;
     let ns = blocking(move || Ok(store.create_namespace(&parent, &child)?)).await?;
@@ -44,7 +42,7 @@ pub async fn create(call: &Call, name: &DatastoreName) -> ReplyResult {
 
 pub async fn delete(call: &Call, name: &DatastoreName) -> ReplyResult {
     let ns = call.ns()?;
-    let parent = ns.parent().ok_or_else(|| ApiError::bad_request("cannot delete root namespace"))?;
+    let parent = removable_parent(&ns)?;
     call.require(name, &parent, DatastoreModify)?;
     let delete_groups = call.params.opt_bool("delete-groups")?.unwrap_or(false);
     let store = call.store(name)?;

@@ -82,9 +82,7 @@ pub async fn list(call: &Call, name: &DatastoreName) -> ReplyResult {
     let store = call.store(name)?;
     let authid = call.authid.clone();
     let out = blocking(move || {
-        if !store.namespace_exists(&ns) {
-            return Err(ApiError::not_found("namespace not found"));
-        }
+        store.check_namespace(&ns)?;
         let groups = match only {
             Some(g) => vec![g],
             None => store.groups(&ns)?,
@@ -117,9 +115,7 @@ async fn snapshot_call(
     let snap = call.snapshot()?;
     let store = call.store(name)?;
     call.group_access(&store, &ns, &snap.group, full, partial).await?;
-    if !store.snapshot_exists(&ns, &snap) {
-        return Err(ApiError::not_found(format!("snapshot {snap} does not exist.")));
-    }
+    store.check_snapshot(&ns, &snap)?;
     Ok((store, ns, snap))
 }
 
@@ -161,9 +157,7 @@ pub async fn protected(call: &Call, name: &DatastoreName) -> ReplyResult {
 }
 
 pub async fn set_protected(call: &Call, name: &DatastoreName) -> ReplyResult {
-    let protected = call.params.opt_bool("protected")?.ok_or_else(|| {
-        ApiError::bad_request("parameter verification failed - 'protected': property is missing and it is not optional")
-    })?;
+    let protected = call.params.bool("protected")?;
     let (store, ns, snap) = snapshot_call(call, name, &[DatastoreModify], DatastoreBackup).await?;
     blocking(move || Ok(store.set_protected(&ns, &snap, protected)?)).await?;
     data(Value::Null)

@@ -23,6 +23,7 @@ use crate::http::ApiError;
 use crate::http::JSON_CONTENT_TYPE;
 use crate::http::params::Params;
 use crate::jobs::upid::{Node, new_upid};
+use crate::server::api::CallError;
 use crate::server::http::Body;
 
 /// Tasks remembered; running ones are never forgotten.
@@ -30,9 +31,9 @@ pub const MAX_TASKS: usize = 64;
 /// Log lines kept per task.
 pub const MAX_LINES: usize = 10_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Task {
-    owner: String,
+    owner: Authid,
     lines: Vec<String>,
     /// Lines not kept beyond [`MAX_LINES`].
     dropped: u64,
@@ -66,16 +67,16 @@ impl TaskLog {
 }
 
 /// Starts `work` as a task and returns its UPID at once.
-pub fn spawn(
+pub fn spawn<E: std::error::Error>(
     kind: &str,
     id: &str,
     authid: &Authid,
-    work: impl FnOnce(&TaskLog, &str) -> Result<(), String> + Send + 'static,
+    work: impl FnOnce(&TaskLog, &str) -> Result<(), E> + Send + 'static,
 ) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let upid = new_upid(Node::Localhost, kind, id, &authid.to_string());
-    let task = Arc::new(Mutex::new(Task { owner: authid.to_string(), seq, ..Task::default() }));
+    let task = Arc::new(Mutex::new(Task { owner: authid.clone(), lines: Vec::new(), dropped: 0, seq, exit: None }));
     {
         let mut all = tasks().lock();
         while all.len() >= MAX_TASKS {
@@ -98,7 +99,7 @@ pub fn spawn(
             Ok(()) => "OK".to_string(),
             Err(e) => {
                 log.log(format!("TASK ERROR: {e}"));
-                e
+                e.to_string()
             }
         };
         let mut task = log.0.lock();
@@ -114,12 +115,12 @@ pub fn spawn(
 
 fn find(upid: &str, authid: &Authid) -> Result<Arc<Mutex<Task>>, ApiError> {
     let task = tasks().lock().get(upid).cloned();
-    let task = task.ok_or_else(|| ApiError::not_found(format!("no such task '{upid}'")))?;
+    let task = task.ok_or_else(|| CallError::NoSuchTask(upid.to_string()))?;
     // Only the starter (or its user, for a token) sees a task; admins of the store would in
     // PBS too, but the CLI only ever reads its own.
-    let owner = Authid::parse(&task.lock().owner).map_err(ApiError::from)?;
+    let owner = task.lock().owner.clone();
     if !authid.matches_owner(&owner) && authid != &owner {
-        return Err(ApiError::forbidden("permission check failed"));
+        return Err(CallError::NotTaskOwner.into());
     }
     Ok(task)
 }
