@@ -156,29 +156,18 @@ impl<E: HttpError> From<E> for ApiError {
     }
 }
 
-impl HttpError for NameError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::BadRequest
-    }
+/// Errors that are always the client's: 400.
+macro_rules! bad_request {
+    ($($error:ty),*) => {
+        $(impl HttpError for $error {
+            fn kind(&self) -> ErrorKind {
+                ErrorKind::BadRequest
+            }
+        })*
+    };
 }
 
-impl HttpError for BlobError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::BadRequest
-    }
-}
-
-impl HttpError for IndexError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::BadRequest
-    }
-}
-
-impl HttpError for ManifestError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::BadRequest
-    }
-}
+bad_request!(NameError, BlobError, IndexError, ManifestError, BodyError);
 
 impl HttpError for StoreError {
     fn kind(&self) -> ErrorKind {
@@ -210,12 +199,6 @@ impl HttpError for ReaderError {
             ReaderError::Stopped(_) => ErrorKind::Internal,
             _ => ErrorKind::BadRequest,
         }
-    }
-}
-
-impl HttpError for BodyError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::BadRequest
     }
 }
 
