@@ -31,7 +31,8 @@ fn zero_digest() -> String {
 async fn parameter_cases(s: &BackupSession, t: &mut Tally) {
     let d = zero_digest();
     // (method, path, baseline query, parameters with their kind)
-    let endpoints: Vec<(Method, &str, Vec<(&str, String)>, Vec<(&str, Kind)>)> = vec![
+    type Endpoint = (Method, &'static str, Vec<(&'static str, String)>, Vec<(&'static str, Kind)>);
+    let endpoints: Vec<Endpoint> = vec![
         (
             Method::POST,
             "/blob",
@@ -417,7 +418,9 @@ async fn http1_cases(server: &TestServer, t: &mut Tally) {
     ];
     let up = [("connection", "upgrade"), ("upgrade", "proxmox-backup-protocol-v1")];
     let names = hostile_names();
-    let mut cases: Vec<(String, Vec<(&str, String)>, StatusCode, Want)> = Vec::new();
+    // (target, query, status, wanted answer)
+    type Case<'a> = (String, Vec<(&'a str, String)>, StatusCode, Want);
+    let mut cases: Vec<Case<'_>> = Vec::new();
     for key in ["backup-id", "backup-time", "backup-type", "store"] {
         cases.push((
             format!("without {key}"),

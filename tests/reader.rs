@@ -183,5 +183,5 @@ async fn golden_pbs_store_restores_to_the_readme_hashes() {
     assert!(manifest.signature.is_some());
     let index = DynamicIndex::parse(&r.download("tree.pxar.didx").await.unwrap()).unwrap();
     let raw = r.chunk(&index.entries[0].digest).await.unwrap();
-    assert_eq!(chunkyard::format::blob::check_crc(&raw).unwrap().is_encrypted(), true);
+    assert!(chunkyard::format::blob::check_crc(&raw).unwrap().is_encrypted());
 }

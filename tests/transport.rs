@@ -96,7 +96,9 @@ async fn upgrade_checks_answer_with_the_spec_texts() {
     let server = TestServer::start();
     let c = client(&server);
     let target = format!("//api2/json/backup?{BACKUP_QUERY}");
-    let cases: Vec<(String, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    // (target, headers, status, text)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (target.clone(), vec![], StatusCode::BAD_REQUEST, "missing Upgrade header"),
         (
             target.clone(),

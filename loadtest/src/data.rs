@@ -72,7 +72,7 @@ impl Workload {
 
     /// Digest -> pool id, to map a previous index back onto the pool.
     pub fn ids_by_digest(&self) -> HashMap<Digest, u32> {
-        self.pool.iter().enumerate().map(|(i, c)| (c.digest.clone(), i as u32)).collect()
+        self.pool.iter().enumerate().map(|(i, c)| (c.digest, i as u32)).collect()
     }
 
     pub fn logical_bytes(&self) -> u64 {
@@ -236,7 +236,7 @@ fn fill_text(rng: &mut Rng, out: &mut [u8]) {
     while i < out.len() {
         let r = rng.next();
         let word = WORDS[(r % WORDS.len() as u64) as usize].as_bytes();
-        let sep: &[u8] = if (r >> 32) % 11 == 0 { b"\n" } else { b" " };
+        let sep: &[u8] = if (r >> 32).is_multiple_of(11) { b"\n" } else { b" " };
         for &b in word.iter().chain(sep) {
             if i == out.len() {
                 return;
@@ -254,7 +254,7 @@ fn finish_plan(kind: ArchiveKind, ids: Vec<u32>, pool: &[PoolChunk]) -> SessionP
         offsets.push(size);
         size += pool[id as usize].size;
     }
-    let digests = ids.iter().map(|&id| pool[id as usize].digest.clone());
+    let digests = ids.iter().map(|&id| pool[id as usize].digest);
     let csum = match kind {
         ArchiveKind::Fixed => {
             FixedIndex { uuid: [0; 16], ctime: 0, size, chunk_size: FIXED_CHUNK_SIZE, digests: digests.collect() }

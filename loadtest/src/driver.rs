@@ -105,7 +105,7 @@ pub async fn backup(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> anyh
                 }
             };
             let (conn, rec) = (s.conn.clone(), rec.clone());
-            let (digest, size, blob) = (chunk.digest.clone(), chunk.size, chunk.blob.clone());
+            let (digest, size, blob) = (chunk.digest, chunk.size, chunk.blob.clone());
             running.spawn(async move {
                 let sent = Instant::now();
                 let wire = blob.len() as u64;
@@ -185,7 +185,7 @@ async fn append(
         anyhow::ensure!(!running.is_empty(), "chunk neither known nor being uploaded");
         reap(running, known).await?;
     }
-    let digests: Vec<Digest> = pending.iter().map(|(id, _)| w.pool[*id as usize].digest.clone()).collect();
+    let digests: Vec<Digest> = pending.iter().map(|(id, _)| w.pool[*id as usize].digest).collect();
     let offsets: Vec<u64> = pending.iter().map(|(_, o)| *o).collect();
     let t = Instant::now();
     s.append(kind, wid, &digests, &offsets).await?;
@@ -238,8 +238,7 @@ pub async fn restore(ctx: &SessionCtx, w: &Workload, rec: &Arc<Recorder>) -> any
     let raw = r.download(w.archive_name()).await?;
     rec.record("download", t.elapsed());
     let mut seen = HashSet::new();
-    let digests: Vec<Digest> =
-        index_digests(w.spec.kind, &raw)?.into_iter().filter(|d| seen.insert(d.clone())).collect();
+    let digests: Vec<Digest> = index_digests(w.spec.kind, &raw)?.into_iter().filter(|d| seen.insert(*d)).collect();
     let in_flight = request_limit(ctx.model);
     let by_digest = w.ids_by_digest();
     let mut running: JoinSet<anyhow::Result<()>> = JoinSet::new();

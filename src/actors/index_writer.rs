@@ -238,7 +238,7 @@ fn fixed_slot(e: &AppendEntry, size: u64) -> Result<usize, SessionError> {
     if (end != size && e.len != FIXED_CHUNK_SIZE) || e.len > FIXED_CHUNK_SIZE || e.len == 0 {
         return bad(format!("chunk with unexpected length ({} != {FIXED_CHUNK_SIZE}", e.len));
     }
-    if e.offset % FIXED_CHUNK_SIZE != 0 {
+    if !e.offset.is_multiple_of(FIXED_CHUNK_SIZE) {
         return bad(format!("got unaligned chunk (pos = {})", e.offset));
     }
     Ok((e.offset / FIXED_CHUNK_SIZE) as usize)

@@ -441,7 +441,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AuthStore::open(dir.path()).unwrap();
         let mut published = None;
-        store.bootstrap(|id, s| Ok(published = Some(format!("PBSAPIToken {id}:{s}")))).unwrap();
+        store
+            .bootstrap(|id, s| {
+                published = Some(format!("PBSAPIToken {id}:{s}"));
+                Ok(())
+            })
+            .unwrap();
         (dir, store, published.unwrap().into_bytes())
     }
 

@@ -213,10 +213,10 @@ impl Uploader<'_> {
                 while running.len() >= in_flight {
                     self.reap(&mut running, &mut stats).await?;
                 }
-                started.insert(digest.clone());
+                started.insert(digest);
                 stats.uploaded += 1;
                 let (conn, piece, compress) = (self.session.conn.clone(), piece.clone(), self.options.compress);
-                let d = digest.clone();
+                let d = digest;
                 running.spawn(async move {
                     let raw = Bytes::from(blob::encode(&piece, compress)?);
                     let encoded = raw.len() as u64;

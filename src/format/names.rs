@@ -405,10 +405,10 @@ impl Authid {
         if !USER_RE.is_match(user) {
             return Err(bad());
         }
-        if let Some(t) = token {
-            if t.len() > 64 || !safe_id(t) {
-                return Err(bad());
-            }
+        if let Some(t) = token
+            && (t.len() > 64 || !safe_id(t))
+        {
+            return Err(bad());
         }
         Ok(Authid { user: user.to_string(), token: token.map(str::to_string) })
     }

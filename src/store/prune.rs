@@ -97,7 +97,7 @@ where
     Tz::Offset: std::fmt::Display,
 {
     let mut list = snapshots.to_vec();
-    list.sort_by(|a, b| b.snapshot.time.cmp(&a.snapshot.time));
+    list.sort_by_key(|s| std::cmp::Reverse(s.snapshot.time));
     if !opts.keeps_something() {
         return list.into_iter().map(|s| (s, PruneMark::Keep)).collect();
     }

@@ -130,9 +130,9 @@ fn unfinished_snapshot_of_a_live_backup_is_kept_even_without_its_group_lock() {
     let path = ds.snapshot_path(&Namespace::root(), &s);
     let held = DirLock::try_lock(&path, false, "snapshot", "busy").unwrap();
     let r = ds.recover().unwrap();
-    assert_eq!(r.busy, [path.clone()]);
+    assert_eq!(r.busy, std::slice::from_ref(&path));
     assert!(path.is_dir() && r.snapshots.is_empty() && r.groups.is_empty());
     drop(held);
-    assert_eq!(ds.recover().unwrap().snapshots, [path.clone()]);
+    assert_eq!(ds.recover().unwrap().snapshots, std::slice::from_ref(&path));
     assert!(!path.exists());
 }
