@@ -118,6 +118,9 @@ pub struct LimitsConfig {
     pub max_index_bytes: u64,
     /// The same bound for one backup session.
     pub max_session_index_bytes: u64,
+    /// Seconds a stopping server (SIGTERM, Ctrl-C) lets running sessions go on before it
+    /// aborts them; it takes no new connections meanwhile.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -167,6 +170,7 @@ impl Default for LimitsConfig {
             max_inflight_bytes: 512 * 1024 * 1024,
             max_index_bytes: 4 << 30,
             max_session_index_bytes: 1 << 30,
+            shutdown_grace_secs: 30,
         }
     }
 }

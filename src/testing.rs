@@ -46,6 +46,8 @@ impl TestServer {
         let mut config =
             Config { listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.path().to_path_buf(), ..Config::default() };
         config.metrics.listen = "127.0.0.1:0".parse().unwrap();
+        // A test's server stops at once when dropped: sessions still open are aborted.
+        config.limits.shutdown_grace_secs = 0;
         f(&mut config);
         // An empty `.chunks` makes the server open the store instead of creating 65536
         // directories per test; chunk directories are then made on demand.

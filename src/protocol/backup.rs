@@ -62,6 +62,9 @@ pub async fn begin(
     Ok(PendingSession::begin(&sessions.pipeline, store, ns, snapshot, auth, benchmark).await?)
 }
 
+/// Why a session the server ended itself ended, for the log.
+pub(crate) const ABORTED: &str = "aborted: the server is shutting down";
+
 /// Largest decoded chunk (protocol.md 7).
 const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 /// Largest chunk or blob body: a 16 MiB payload behind an encrypted header.
@@ -96,6 +99,7 @@ where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let BackupSessionStart { session, auth, benchmark, debug } = start;
+    let aborted = sessions.aborted();
     let Sessions { limits, inflight, .. } = sessions;
     let label = format!("{}", session.snapshot());
     let session = session.start(limits.max_session_index_bytes);
@@ -113,11 +117,14 @@ where
         window: Rc::clone(&window),
         debug,
     });
-    let ended = serve_steered(io, &limits, window, move |req| {
+    let served = serve_steered(io, &limits, window, move |req| {
         let router = Rc::clone(&router);
         async move { router.handle(req).await }
-    })
-    .await;
+    });
+    let ended = tokio::select! {
+        ended = served => ended.map_err(|e| e.to_string()),
+        () = aborted => Err(ABORTED.to_string()),
+    };
 
     let kept = session.send(EndSession).await.unwrap_or(false);
     let outcome = match (benchmark, kept) {

@@ -17,12 +17,14 @@ use crate::config::Config;
 use crate::protocol::inflight::InflightBytes;
 
 /// What all sessions of one server share: the pipeline's stages, the server-wide in-flight byte
-/// bound and the limits. Started once, where the server starts; cheap to clone.
+/// bound, the limits, and the signal that aborts them all. Started once, where the server
+/// starts; cheap to clone.
 #[derive(Clone)]
 pub struct Sessions {
     pub(crate) pipeline: Pipeline,
     pub(crate) inflight: Arc<InflightBytes>,
     pub(crate) limits: crate::config::LimitsConfig,
+    abort: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Sessions {
@@ -32,6 +34,21 @@ impl Sessions {
             pipeline: Pipeline::start(&config.pipeline, &config.limits),
             inflight,
             limits: config.limits.clone(),
+            abort: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every running session at once, as if its client had gone away (a stopping server
+    /// whose grace period is over): an unfinished backup's snapshot is removed.
+    pub fn abort_all(&self) {
+        self.abort.send_replace(true);
+    }
+
+    /// Resolves once [`Self::abort_all`] was called.
+    pub(crate) fn aborted(&self) -> impl Future<Output = ()> + 'static {
+        let mut abort = self.abort.subscribe();
+        async move {
+            let _ = abort.wait_for(|aborted| *aborted).await;
         }
     }
 

@@ -53,11 +53,14 @@ where
     active.increment(1.0);
     tracing::info!(snapshot = %snapshot, auth = %auth, "reader session started");
     let router = Rc::new(ReaderRouter { files });
-    let ended = serve(io, &sessions.limits, move |req| {
+    let served = serve(io, &sessions.limits, move |req| {
         let router = Rc::clone(&router);
         async move { router.handle(req).await }
-    })
-    .await;
+    });
+    let ended = tokio::select! {
+        ended = served => ended.map_err(|e| e.to_string()),
+        () = sessions.aborted() => Err(super::backup::ABORTED.to_string()),
+    };
     if let Err(e) = ended {
         tracing::debug!(snapshot = %snapshot, "reader connection ended: {e}");
     }

@@ -5,10 +5,13 @@
 //! runs an actix System whose accept loop deals connections round-robin to one Arbiter per
 //! core. A connection lives on one Arbiter from TLS to the end of its HTTP/2 session, so the
 //! session's actors run on the thread that reads its socket. The pipeline the sessions share
-//! is started by `serve` (through protocol/'s [`Sessions`]) and joined when serving ends.
+//! is started by `serve` (through protocol/'s [`Sessions`]) and joined when serving ends. A stop
+//! (SIGTERM, Ctrl-C) closes the listener, then lets the sessions end or aborts them
+//! (`shutdown.rs`) before the Arbiters stop.
 
 pub mod api;
 pub mod http;
+mod shutdown;
 pub mod tls;
 pub mod upgrade;
 
@@ -57,13 +60,16 @@ pub enum Refused {
     Busy,
     #[error("too many sessions - the server allows {0} at once, try again later")]
     TooManySessions(usize),
+    /// A stopping server waits for its running sessions and starts no new one.
+    #[error("server shutting down - try again later")]
+    ShuttingDown,
 }
 
 impl HttpError for Refused {
     fn kind(&self) -> ErrorKind {
         match self {
             Refused::NoSuchDatastore(_) => ErrorKind::BadRequest,
-            Refused::Busy | Refused::TooManySessions(_) => ErrorKind::Unavailable,
+            Refused::Busy | Refused::TooManySessions(_) | Refused::ShuttingDown => ErrorKind::Unavailable,
         }
     }
 }
@@ -226,8 +232,13 @@ impl Bound {
         let system = actix_rt::System::new();
         let arbiters: Vec<actix_rt::Arbiter> =
             system.block_on(async { (0..workers).map(|_| actix_rt::Arbiter::new()).collect() });
-        let ctx = http::Ctx { state: self.state, sessions: sessions.clone() };
-        let result = system.block_on(http::accept_loop(self.listener, ctx, &arbiters, shutdown));
+        let state = self.state;
+        let ctx = http::Ctx { state: Arc::clone(&state), sessions: sessions.clone() };
+        let result = system.block_on(async {
+            let accepted = http::accept_loop(self.listener, ctx, &arbiters, shutdown).await;
+            shutdown::stop_sessions(&state, &sessions).await;
+            accepted
+        });
         for arbiter in &arbiters {
             arbiter.stop();
         }

@@ -17,7 +17,7 @@ use crate::protocol::backup::{self, BackupSessionStart};
 use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::server::http::{Body, Ctx};
 use crate::server::{Refused, ServerState};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
 pub const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
 pub const READER_PROTOCOL: &str = "proxmox-backup-reader-protocol-v1";
@@ -154,9 +154,10 @@ where
 }
 
 fn session_permit(state: &ServerState) -> Result<OwnedSemaphorePermit, Refused> {
-    Arc::clone(&state.sessions)
-        .try_acquire_owned()
-        .map_err(|_| Refused::TooManySessions(state.config.limits.max_sessions))
+    Arc::clone(&state.sessions).try_acquire_owned().map_err(|e| match e {
+        TryAcquireError::Closed => Refused::ShuttingDown,
+        TryAcquireError::NoPermits => Refused::TooManySessions(state.config.limits.max_sessions),
+    })
 }
 
 fn switching_protocols(protocol: &'static str) -> Response<Body> {

@@ -49,8 +49,14 @@ impl Serve {
     /// Starts the binary on `data_dir` (whose `store/.chunks` exists, so start-up does not
     /// create 65536 directories), with `failpoints` armed if given, and waits until it listens.
     pub fn start(data_dir: &Path, failpoints: Option<&str>) -> Serve {
+        Self::start_with(data_dir, failpoints, &[])
+    }
+
+    /// [`Serve::start`] with more `CHUNKYARD_*` configuration variables.
+    pub fn start_with(data_dir: &Path, failpoints: Option<&str>, vars: &[(&str, &str)]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chunkyard"));
         cmd.env_clear()
+            .envs(vars.iter().copied())
             .env("CHUNKYARD_METRICS_LISTEN", "127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
@@ -116,6 +122,13 @@ impl Serve {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Asks the server to stop, as systemd or a container runtime does (SIGTERM).
+    #[allow(unsafe_code)]
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is passed.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
     }
 
     /// SIGKILLs the server from outside and waits for it; true if it was still running.
