@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::actors::SessionError;
 use crate::format::{ArchiveKind, ArchiveName, Digest};
 use crate::http::ApiError;
 
@@ -142,10 +143,8 @@ impl Params {
         let parsed = ArchiveName::parse(s);
         match (parsed, kind) {
             (Ok(a), k) if a.kind() == k => Ok(a),
-            (_, k) if safe_id(s) => Err(ApiError::bad_request(match k {
-                ArchiveKind::Blob => format!("wrong blob file extension: '{s}'"),
-                _ => format!("wrong archive extension: '{s}'"),
-            })),
+            (_, ArchiveKind::Blob) if safe_id(s) => Err(SessionError::BlobExtension(s.to_string()).into()),
+            (_, _) if safe_id(s) => Err(SessionError::ArchiveExtension(s.to_string()).into()),
             _ => Err(schema_err(name, "value does not match the regex pattern")),
         }
     }
@@ -155,7 +154,7 @@ impl Params {
         let s = self.str(name)?;
         match ArchiveName::parse(s) {
             Ok(a) => Ok(a),
-            Err(_) if safe_id(s) => Err(ApiError::bad_request(format!("unknown archive type: {s}"))),
+            Err(_) if safe_id(s) => Err(SessionError::UnknownArchiveType(s.to_string()).into()),
             Err(_) => Err(schema_err(name, "value does not match the regex pattern")),
         }
     }

@@ -23,23 +23,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use actix::{Addr, MailboxError};
+use actix::Addr;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::actors::StoreHandle;
 use crate::actors::session::*;
+use crate::actors::{SessionError, StoreHandle};
 use crate::failpoint;
 use crate::format::{ArchiveKind, Authid, Namespace, SnapshotRef};
 use crate::http::params::{MAX_PARAM_BODY, Params};
-use crate::http::{ApiError, ErrorKind};
-use crate::http::{BodyError, Reply, ReplyResult, Segments, normalize_path, parse_query};
+use crate::http::{ApiError, BodyError, RequestError};
+use crate::http::{Reply, ReplyResult, Segments, normalize_path, parse_query};
 use crate::metrics::{self as m, Stage};
-use crate::protocol::Sessions;
 use crate::protocol::h2::{ConnWindow, OpenWindow, read_body, serve_steered};
 use crate::protocol::inflight::{InflightBytes, Reservation};
+use crate::protocol::{ProtocolError, Sessions};
 
 /// A backup begun by the upgrade, to be served once the connection is handed over.
 pub struct BackupSessionStart {
@@ -220,14 +220,6 @@ async fn drain(body: &mut h2::RecvStream) -> Result<u64, h2::Error> {
     Ok(n)
 }
 
-fn broken(e: h2::Error) -> ApiError {
-    ApiError::bad_request(format!("unable to read request body - {e}"))
-}
-
-fn mailbox(e: MailboxError) -> ApiError {
-    ApiError::internal(format!("backup session is gone - {e}"))
-}
-
 fn null() -> ReplyResult {
     Ok(Reply::Data(Value::Null))
 }
@@ -276,7 +268,7 @@ impl Router {
     ) -> (&'static str, ReplyResult) {
         use IndexKind::{Dynamic, Fixed};
         if let Err(e) = failpoint::check("backup.request", path) {
-            return ("failpoint", Err(ApiError::new(ErrorKind::InjectedIo, e.to_string())));
+            return ("failpoint", Err(ProtocolError::Injected(e).into()));
         }
         let sync = matches!(
             path,
@@ -285,8 +277,8 @@ impl Router {
         if sync {
             let merged = match read_body(body, MAX_PARAM_BODY).await {
                 Ok(b) => params.merge_body(content_type, &b),
-                Err(BodyError::TooLarge) => Err(ApiError::bad_request("Request body too large")),
-                Err(e) => Err(ApiError::bad_request(e.to_string())),
+                Err(BodyError::TooLarge) => Err(RequestError::BodyTooLarge.into()),
+                Err(e) => Err(e.into()),
             };
             if let Err(e) = merged {
                 return ("params", Err(e));
@@ -306,25 +298,27 @@ impl Router {
             ("POST", "/finish") => ("finish", self.ask(FinishBackup).await.map(|()| Reply::Data(Value::Null))),
             ("GET", "/previous") => ("previous", self.previous(params).await),
             ("GET", "/previous_backup_time") => {
-                let t = self.session.send(PreviousBackupTime).await.map_err(mailbox);
+                let t = self.session.send(PreviousBackupTime).await.map_err(|e| ProtocolError::SessionGone(e).into());
                 ("previous_backup_time", t.map(|t| Reply::Data(json!(t))))
             }
-            ("POST", "/speedtest") => ("speedtest", drain(body).await.map_err(broken).and_then(|_| null())),
-            (m, p) if SUBDIRS.iter().any(|s| p.strip_prefix('/') == Some(*s)) => {
-                ("unknown", Err(ApiError::new(ErrorKind::MethodNotAllowed, format!("Unsupported method '{m}'"))))
+            ("POST", "/speedtest") => {
+                ("speedtest", drain(body).await.map_err(|e| BodyError::H2(e).into()).and_then(|_| null()))
             }
-            (_, p) => ("unknown", Err(ApiError::no_such_path(p))),
+            (m, p) if SUBDIRS.iter().any(|s| p.strip_prefix('/') == Some(*s)) => {
+                ("unknown", Err(RequestError::Method(m.to_string()).into()))
+            }
+            (_, p) => ("unknown", Err(RequestError::NoSuchPath(p.to_string()).into())),
         }
     }
 
     /// Sends a message whose answer is a `SessionError` result.
     async fn ask<M, T>(&self, msg: M) -> Result<T, ApiError>
     where
-        M: actix::Message<Result = Result<T, crate::actors::SessionError>> + Send + 'static,
+        M: actix::Message<Result = Result<T, SessionError>> + Send + 'static,
         T: Send + 'static,
         SessionActor: actix::Handler<M>,
     {
-        Ok(self.session.send(msg).await.map_err(mailbox)??)
+        Ok(self.session.send(msg).await.map_err(ProtocolError::SessionGone)??)
     }
 
     /// Waits for `encoded` bytes of the session's budget, then of the server's in-flight bound
@@ -332,8 +326,7 @@ impl Router {
     /// order, so no two uploads wait for each other crosswise.
     async fn reserve(&self, encoded: u64) -> Result<Shares, ApiError> {
         let n = (encoded.min(u64::from(self.budget_max)) as u32).max(1);
-        let session =
-            self.budget.clone().acquire_many_owned(n).await.map_err(|_| ApiError::internal("session budget closed"))?;
+        let session = self.budget.clone().acquire_many_owned(n).await.map_err(|_| ProtocolError::BudgetClosed)?;
         let server = self.inflight.reserve(encoded).await?;
         Ok(Shares { _session: session, server })
     }
@@ -350,10 +343,11 @@ impl Router {
         let shares = self.reserve(expected).await?;
         let blob = match self.read_shared(&shares, body, expected).await {
             Ok(b) => b,
-            Err(SizedBody::Broken(e)) => return Err(broken(e)),
-            Err(SizedBody::Shorter(got)) => return Err(blob_length(expected, got)),
+            Err(SizedBody::Broken(e)) => return Err(BodyError::H2(e).into()),
+            Err(SizedBody::Shorter(got)) => return Err(SessionError::BlobLength { expected, got }.into()),
             Err(SizedBody::Larger(seen)) => {
-                return Err(blob_length(expected, seen + drain(body).await.map_err(broken)?));
+                let got = seen + drain(body).await.map_err(BodyError::H2)?;
+                return Err(SessionError::BlobLength { expected, got }.into());
             }
         };
         self.ask(UploadBlob { name, blob }).await?;
@@ -382,9 +376,9 @@ impl Router {
         let shares = self.reserve(encoded).await?;
         let blob = match self.read_shared(&shares, body, encoded).await {
             Ok(b) => b,
-            Err(SizedBody::Broken(e)) => return Err(broken(e)),
-            Err(SizedBody::Larger(_)) => return Err(ApiError::bad_request("uploaded chunk is larger than announced.")),
-            Err(SizedBody::Shorter(_)) => return Err(ApiError::bad_request("uploaded chunk has unexpected size.")),
+            Err(SizedBody::Broken(e)) => return Err(BodyError::H2(e).into()),
+            Err(SizedBody::Larger(_)) => return Err(SessionError::ChunkLarger.into()),
+            Err(SizedBody::Shorter(_)) => return Err(SessionError::ChunkSize.into()),
         };
         let digest = self.ask(UploadChunk { kind, wid, digest, size, blob }).await?;
         Ok(Reply::Data(json!(digest.to_hex())))
@@ -414,8 +408,4 @@ impl Router {
         let raw = self.ask(DownloadPrevious { name }).await?;
         Ok(Reply::Raw(raw))
     }
-}
-
-fn blob_length(expected: u64, got: u64) -> ApiError {
-    crate::actors::SessionError::BlobLength { expected, got }.into()
 }

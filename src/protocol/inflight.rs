@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::http::ApiError;
 use crate::metrics as m;
+use crate::protocol::ProtocolError;
 
 /// The pool of in-flight chunk bytes shared by all backup sessions of one server.
 #[derive(Debug)]
@@ -49,17 +49,14 @@ impl InflightBytes {
     }
 
     /// Waits for `bytes` of the pool, capped at the whole pool.
-    pub async fn reserve(&self, bytes: u64) -> Result<Reservation, ApiError> {
+    pub async fn reserve(&self, bytes: u64) -> Result<Reservation, ProtocolError> {
         let n = bytes.clamp(1, self.limit.min(u64::from(u32::MAX))) as u32;
         let permit = match Arc::clone(&self.permits).try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
                 self.waits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::INFLIGHT_WAITS).increment(1);
-                Arc::clone(&self.permits)
-                    .acquire_many_owned(n)
-                    .await
-                    .map_err(|_| ApiError::internal("in-flight byte bound closed"))?
+                Arc::clone(&self.permits).acquire_many_owned(n).await.map_err(|_| ProtocolError::InflightClosed)?
             }
         };
         let bytes = u64::from(n);

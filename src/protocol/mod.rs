@@ -14,7 +14,35 @@ use std::time::Duration;
 
 use crate::actors::Pipeline;
 use crate::config::Config;
+use crate::http::{ErrorKind, HttpError};
 use crate::protocol::inflight::InflightBytes;
+
+/// Why a session request failed in the HTTP/2 layer itself; the pipeline's refusals are the
+/// actors' `SessionError` and `ReaderError`, the request's shape the `http` vocabulary's.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The connection's `SessionActor` stopped while a request was on its way to it.
+    #[error("backup session is gone - {0}")]
+    SessionGone(#[from] actix::MailboxError),
+    #[error("session budget closed")]
+    BudgetClosed,
+    #[error("in-flight byte bound closed")]
+    InflightClosed,
+    /// The `backup.request` failpoint fired.
+    #[error("{0}")]
+    Injected(std::io::Error),
+}
+
+impl HttpError for ProtocolError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProtocolError::SessionGone(_) | ProtocolError::BudgetClosed | ProtocolError::InflightClosed => {
+                ErrorKind::Internal
+            }
+            ProtocolError::Injected(_) => ErrorKind::InjectedIo,
+        }
+    }
+}
 
 /// What all sessions of one server share: the pipeline's stages, the server-wide in-flight byte
 /// bound, the limits, and the signal that aborts them all. Started once, where the server

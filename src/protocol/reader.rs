@@ -14,7 +14,7 @@ use crate::actors::StoreHandle;
 use crate::actors::reader::SnapshotFiles;
 use crate::format::{Authid, Namespace, SnapshotRef};
 use crate::http::params::Params;
-use crate::http::{ApiError, ErrorKind, Reply, ReplyResult, Segments, normalize_path, parse_query};
+use crate::http::{ApiError, Reply, ReplyResult, RequestError, Segments, normalize_path, parse_query};
 use crate::metrics as m;
 use crate::protocol::Sessions;
 use crate::protocol::h2::serve;
@@ -98,9 +98,9 @@ impl ReaderRouter {
             ("GET", "/chunk") => ("chunk", self.chunk(params).await),
             ("GET", "/speedtest") => ("speedtest", Ok(Reply::Raw(Bytes::from(vec![b'A'; SPEEDTEST_LEN])))),
             (m, p) if SUBDIRS.iter().any(|s| p.strip_prefix('/') == Some(*s)) => {
-                ("unknown", Err(ApiError::new(ErrorKind::MethodNotAllowed, format!("Unsupported method '{m}'"))))
+                ("unknown", Err(RequestError::Method(m.to_string()).into()))
             }
-            (_, p) => ("unknown", Err(ApiError::no_such_path(p))),
+            (_, p) => ("unknown", Err(RequestError::NoSuchPath(p.to_string()).into())),
         }
     }
 
