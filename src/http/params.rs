@@ -55,6 +55,13 @@ impl Texts {
         }
     }
 
+    fn not_int(self, name: &str, value: &str) -> ApiError {
+        match self {
+            Texts::Schema => schema_err(name, "Expected integer value."),
+            Texts::Query => query_err(name, &format!("value '{value}' is not an integer")),
+        }
+    }
+
     fn not_bool(self, name: &str, value: &Value) -> ApiError {
         match (self, value) {
             (Texts::Query, Value::String(s)) => query_err(name, &format!("unable to parse boolean '{s}'")),
@@ -136,6 +143,13 @@ impl Params {
     pub fn int(&self, name: &str, min: u64, max: u64) -> Result<u64, ApiError> {
         let v = self.get(name).ok_or_else(|| self.texts.missing(name))?;
         int_value(name, v, min, max)
+    }
+
+    /// A signed integer given as text, without a range of its own (the upgrade's `backup-time`,
+    /// which `BackupTime` checks).
+    pub fn i64(&self, name: &str) -> Result<i64, ApiError> {
+        let s = self.str(name)?;
+        s.parse().map_err(|_| self.texts.not_int(name, s))
     }
 
     pub fn archive(&self, name: &str, kind: ArchiveKind) -> Result<ArchiveName, ApiError> {

@@ -10,9 +10,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::auth::Privilege;
 use crate::format::{Authid, BackupId, BackupTime, BackupType, DatastoreName, GroupRef, Namespace, SnapshotRef};
-use crate::http::ApiError;
 use crate::http::params::Params;
 use crate::http::parse_query;
+use crate::http::{ApiError, ErrorKind, HttpError};
 use crate::protocol::backup::{self, BackupSessionStart};
 use crate::protocol::reader::{self, ReaderSessionStart};
 use crate::server::http::{Body, Ctx};
@@ -21,6 +21,31 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
 pub const BACKUP_PROTOCOL: &str = "proxmox-backup-protocol-v1";
 pub const READER_PROTOCOL: &str = "proxmox-backup-reader-protocol-v1";
+
+/// Why the protocol upgrade is refused, beyond its parameters, privileges and datastore
+/// (protocol.md 1.4), with the reference's texts.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("unexpected http version '{0:?}' (expected version < 2)")]
+    HttpVersion(Version),
+    #[error("missing Upgrade header")]
+    NoUpgradeHeader,
+    #[error("invalid protocol name")]
+    Protocol,
+    #[error("unable to run benchmark without --benchmark flags")]
+    BenchmarkWithoutFlag,
+    #[error("benchmark flags is only allowed on 'host/benchmark'")]
+    BenchmarkFlagElsewhere,
+    /// The reader upgrade needs Read, or Backup (for owned groups), on the namespace.
+    #[error("no permissions on {0}")]
+    NoPermissions(String),
+}
+
+impl HttpError for UpgradeError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
+    }
+}
 
 /// The query of the backup upgrade, validated (step 2).
 #[derive(Debug, Clone)]
@@ -45,11 +70,7 @@ impl BackupParams {
         };
         let ty: BackupType = q.str("backup-type")?.parse()?;
         let id = BackupId::parse(q.str("backup-id")?)?;
-        let time_text = q.str("backup-time")?;
-        let epoch: i64 = time_text.parse().map_err(|_| {
-            ApiError::bad_request(format!("parameter 'backup-time': value '{time_text}' is not an integer"))
-        })?;
-        let time = BackupTime::from_epoch(epoch)?;
+        let time = BackupTime::from_epoch(q.i64("backup-time")?)?;
         let debug = q.opt_bool("debug")?.unwrap_or(false);
         let benchmark = q.opt_bool("benchmark")?.unwrap_or(false);
         // Accepted for newer clients (protocol.md 10); a local store has no cache to skip.
@@ -64,26 +85,23 @@ impl BackupParams {
 }
 
 /// Step 5: the request must be HTTP/1.x and ask for exactly `protocol`.
-pub fn check_upgrade_header<B>(req: &Request<B>, protocol: &str) -> Result<(), ApiError> {
+pub fn check_upgrade_header<B>(req: &Request<B>, protocol: &str) -> Result<(), UpgradeError> {
     if req.version() >= Version::HTTP_2 {
-        return Err(ApiError::bad_request(format!(
-            "unexpected http version '{:?}' (expected version < 2)",
-            req.version()
-        )));
+        return Err(UpgradeError::HttpVersion(req.version()));
     }
-    let value = req.headers().get(header::UPGRADE).ok_or_else(|| ApiError::bad_request("missing Upgrade header"))?;
+    let value = req.headers().get(header::UPGRADE).ok_or(UpgradeError::NoUpgradeHeader)?;
     if value.as_bytes() != protocol.as_bytes() {
-        return Err(ApiError::bad_request("invalid protocol name"));
+        return Err(UpgradeError::Protocol);
     }
     Ok(())
 }
 
 /// Step 7: `host/benchmark` only with the flag, the flag only there.
-pub fn check_benchmark(group: &GroupRef, benchmark: bool) -> Result<(), ApiError> {
+pub fn check_benchmark(group: &GroupRef, benchmark: bool) -> Result<(), UpgradeError> {
     let is_benchmark_group = group.ty == BackupType::Host && group.id.as_str() == "benchmark";
     match (is_benchmark_group, benchmark) {
-        (true, false) => Err(ApiError::bad_request("unable to run benchmark without --benchmark flags")),
-        (false, true) => Err(ApiError::bad_request("benchmark flags is only allowed on 'host/benchmark'")),
+        (true, false) => Err(UpgradeError::BenchmarkWithoutFlag),
+        (false, true) => Err(UpgradeError::BenchmarkFlagElsewhere),
         _ => Ok(()),
     }
 }
@@ -116,7 +134,7 @@ pub async fn reader(ctx: Ctx, mut req: Request<Incoming>, authid: Authid) -> Res
     let may_read = state.auth.has_privilege(&authid, &acl_path, Privilege::DatastoreRead);
     let may_backup = state.auth.has_privilege(&authid, &acl_path, Privilege::DatastoreBackup);
     if !may_read && !may_backup {
-        return Err(ApiError::bad_request(format!("no permissions on {acl_path}")));
+        return Err(UpgradeError::NoPermissions(acl_path).into());
     }
     let store = state.datastore(&params.store)?;
     check_upgrade_header(&req, READER_PROTOCOL)?;
@@ -211,11 +229,11 @@ mod tests {
         assert!(check_benchmark(&group(BackupType::Host, "benchmark"), true).is_ok());
         assert!(check_benchmark(&group(BackupType::Host, "x"), false).is_ok());
         assert_eq!(
-            check_benchmark(&group(BackupType::Host, "benchmark"), false).unwrap_err().message,
+            ApiError::from(check_benchmark(&group(BackupType::Host, "benchmark"), false).unwrap_err()).message,
             "unable to run benchmark without --benchmark flags"
         );
         assert_eq!(
-            check_benchmark(&group(BackupType::Vm, "benchmark"), true).unwrap_err().message,
+            ApiError::from(check_benchmark(&group(BackupType::Vm, "benchmark"), true).unwrap_err()).message,
             "benchmark flags is only allowed on 'host/benchmark'"
         );
     }
