@@ -115,31 +115,18 @@ pub struct ApiError {
     pub kind: ErrorKind,
 }
 
+/// Built only inside `http/`: elsewhere an `ApiError` comes from a typed error by `?`.
 impl ApiError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(in crate::http) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError { status: kind.status(), message: message.into(), kind }
     }
-    pub fn io(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Io, message)
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    /// A refused parameter, body or path (the vocabulary's own texts).
+    pub(in crate::http) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, message)
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::NotFound, message)
-    }
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Unauthorized, message)
-    }
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Forbidden, message)
     }
     /// The reference's answer for an unknown path.
     pub fn no_such_path(path: &str) -> Self {
         RequestError::NoSuchPath(path.to_string()).into()
-    }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, message)
     }
 }
 
