@@ -62,9 +62,6 @@ pub async fn begin(
     Ok(PendingSession::begin(&sessions.pipeline, store, ns, snapshot, auth, benchmark).await?)
 }
 
-/// Why a session the server ended itself ended, for the log.
-pub(crate) const ABORTED: &str = "aborted: the server is shutting down";
-
 /// Largest decoded chunk (protocol.md 7).
 const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 /// Largest chunk or blob body: a 16 MiB payload behind an encrypted header.
@@ -121,10 +118,7 @@ where
         let router = Rc::clone(&router);
         async move { router.handle(req).await }
     });
-    let ended = tokio::select! {
-        ended = served => ended.map_err(|e| e.to_string()),
-        () = aborted => Err(ABORTED.to_string()),
-    };
+    let ended = Sessions::until_aborted(aborted, served).await;
 
     let kept = session.send(EndSession).await.unwrap_or(false);
     let outcome = match (benchmark, kept) {

@@ -17,8 +17,9 @@ use crate::config::Config;
 use crate::http::{ErrorKind, HttpError};
 use crate::protocol::inflight::InflightBytes;
 
-/// Why a session request failed in the HTTP/2 layer itself; the pipeline's refusals are the
-/// actors' `SessionError` and `ReaderError`, the request's shape the `http` vocabulary's.
+/// Why a session request or connection failed in the HTTP/2 layer itself; the pipeline's
+/// refusals are the actors' `SessionError` and `ReaderError`, the request's shape the `http`
+/// vocabulary's.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The connection's `SessionActor` stopped while a request was on its way to it.
@@ -31,15 +32,19 @@ pub enum ProtocolError {
     /// The `backup.request` failpoint fired.
     #[error("{0}")]
     Injected(std::io::Error),
+    /// The connection failed (logged when a session ends, never an answer).
+    #[error("{0}")]
+    Connection(#[from] ::h2::Error),
+    /// Shutdown ended the session (logged, never an answer).
+    #[error("aborted: the server is shutting down")]
+    Aborted,
 }
 
 impl HttpError for ProtocolError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ProtocolError::SessionGone(_) | ProtocolError::BudgetClosed | ProtocolError::InflightClosed => {
-                ErrorKind::Internal
-            }
             ProtocolError::Injected(_) => ErrorKind::InjectedIo,
+            _ => ErrorKind::Internal,
         }
     }
 }
@@ -70,6 +75,18 @@ impl Sessions {
     /// whose grace period is over): an unfinished backup's snapshot is removed.
     pub fn abort_all(&self) {
         self.abort.send_replace(true);
+    }
+
+    /// Serves a session's connection (`served`) until it ends, or until [`Self::abort_all`]
+    /// ends it; the reason, if not the client's close, is for the log.
+    pub(crate) async fn until_aborted(
+        aborted: impl Future<Output = ()>,
+        served: impl Future<Output = Result<(), ::h2::Error>>,
+    ) -> Result<(), ProtocolError> {
+        tokio::select! {
+            ended = served => Ok(ended?),
+            () = aborted => Err(ProtocolError::Aborted),
+        }
     }
 
     /// Resolves once [`Self::abort_all`] was called.

@@ -57,10 +57,7 @@ where
         let router = Rc::clone(&router);
         async move { router.handle(req).await }
     });
-    let ended = tokio::select! {
-        ended = served => ended.map_err(|e| e.to_string()),
-        () = sessions.aborted() => Err(super::backup::ABORTED.to_string()),
-    };
+    let ended = Sessions::until_aborted(sessions.aborted(), served).await;
     if let Err(e) = ended {
         tracing::debug!(snapshot = %snapshot, "reader connection ended: {e}");
     }
