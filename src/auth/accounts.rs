@@ -4,7 +4,7 @@
 //! argon2id hashes and a token's secret is handed out once.
 
 use crate::auth::acl::{AclEntry, Role, path_components};
-use crate::auth::files::write_atomic;
+use crate::auth::files::{FileError, write_atomic};
 use crate::auth::{
     AuthError, AuthStore, BOOTSTRAP_TOKEN, BOOTSTRAP_USER, TokenEntry, UserEntry, generate_secret, hash_secret,
 };
@@ -17,7 +17,7 @@ impl AuthStore {
     /// and its presence marks the bootstrap as done.
     pub fn bootstrap(
         &self,
-        publish: impl FnOnce(&Authid, &str) -> std::io::Result<()>,
+        publish: impl FnOnce(&Authid, &str) -> Result<(), FileError>,
     ) -> Result<Option<Authid>, AuthError> {
         if self.has_users() {
             return Ok(None);

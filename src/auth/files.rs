@@ -5,15 +5,32 @@
 
 use std::path::Path;
 
+use crate::store::StoreError;
 use crate::store::durable::write_atomic_mode;
+
+/// Why one of these files could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The durable write (the store's words for the step that failed).
+    #[error("{0}")]
+    Write(#[from] StoreError),
+    /// The login ticket key file has the wrong length.
+    #[error("{} is not 32 bytes", .0.display())]
+    NotAKey(std::path::PathBuf),
+    /// No randomness for a new key.
+    #[error("{0}")]
+    Random(getrandom::Error),
+}
 
 /// Writes `bytes` to `path` atomically with exactly the permission bits `mode`, creating the
 /// parent directory first. The durable write itself is the store's one helper.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    write_atomic_mode(path, bytes, mode, true).map_err(|e| std::io::Error::other(e.to_string()))
+    Ok(write_atomic_mode(path, bytes, mode, true)?)
 }
 
 #[cfg(test)]

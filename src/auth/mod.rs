@@ -62,7 +62,7 @@ pub enum AuthError {
     #[error("unable to read {path}: {message}")]
     Load { path: PathBuf, message: String },
     #[error("unable to write {path}: {source}")]
-    Save { path: PathBuf, source: std::io::Error },
+    Save { path: PathBuf, source: files::FileError },
     #[error("unable to hash secret: {0}")]
     Hash(String),
 }

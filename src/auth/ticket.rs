@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::auth::files::write_atomic;
+use crate::auth::files::{FileError, write_atomic};
 
 /// Lifetime of a ticket and a CSRF token, in seconds.
 pub const TICKET_LIFETIME: i64 = 7200;
@@ -32,23 +32,20 @@ impl std::fmt::Debug for TicketKey {
 
 impl TicketKey {
     /// Loads `<etc>/ticket-key`, creating it with 32 random bytes when absent.
-    pub fn load_or_create(etc: &Path) -> std::io::Result<TicketKey> {
+    pub fn load_or_create(etc: &Path) -> Result<TicketKey, FileError> {
         let path = etc.join("ticket-key");
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let key: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| std::io::Error::other(format!("{} is not 32 bytes", path.display())))?;
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| FileError::NotAKey(path.clone()))?;
                 Ok(TicketKey(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+                getrandom::fill(&mut key).map_err(FileError::Random)?;
                 write_atomic(&path, &key, 0o600)?;
                 Ok(TicketKey(key))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 

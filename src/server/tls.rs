@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::auth::files::write_atomic;
+use crate::auth::files::{FileError, write_atomic};
 use crate::config::Config;
 use crate::format::fingerprint::cert_fingerprint;
 
@@ -19,7 +19,7 @@ pub enum TlsError {
     #[error("unable to read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("unable to write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write { path: PathBuf, source: FileError },
     #[error("invalid PEM in {path}: {message}")]
     Pem { path: PathBuf, message: String },
     #[error("unable to generate a certificate: {0}")]
