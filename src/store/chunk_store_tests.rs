@@ -175,3 +175,20 @@ fn missing_chunk_read_names_the_file() {
     assert!(err.starts_with("reading file ") && err.contains("2cf24dba"), "{err}");
     assert!(!cs.touch(&digest()).unwrap());
 }
+
+#[test]
+fn a_digest_twice_in_one_batch_is_decided_after_the_first_write_settles() {
+    let (_d, cs) = store();
+    let d = Digest::of(b"uploaded twice at once");
+    let raw = blob(PLAIN, 5, 1);
+    // The first write fails; the second upload must not be answered "already stored".
+    crate::failpoint::set(&format!("chunk.write:{}=eio@1", d.to_hex())).unwrap();
+    let mut outcomes: Vec<(usize, Result<InsertOutcome>)> = Vec::new();
+    cs.insert_batch(&[(&d, &raw), (&d, &raw)], |i, r| outcomes.push((i, r)));
+    crate::failpoint::clear();
+    outcomes.sort_by_key(|(i, _)| *i);
+    let err = outcomes[0].1.as_ref().unwrap_err().to_string();
+    assert!(err.starts_with(&format!("storing chunk {d} failed: ")), "{err}");
+    assert_eq!(outcomes[1].1.as_ref().unwrap(), &InsertOutcome::Written);
+    assert_eq!(cs.read(&d).unwrap(), raw);
+}
